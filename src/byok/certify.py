@@ -1,0 +1,182 @@
+"""``byok certify``: run the Gherkin suite for one profile and write the run's report folder.
+
+The suite runs in a child pytest process so that the PKCS#11 module, the SoftHSM2
+configuration and the emulator it starts belong to that run alone. The parent reads the
+child's summary, scans everything the run wrote for secrets, prints one screen of
+results and returns the command contract's exit status.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets as _random
+import subprocess
+import sys
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from byok.errors import ConfigError
+from byok.evidence.leaks import scan_bytes, scan_paths
+from byok.profile import Profile, project_root
+from byok.secrets import STATE_DIR_ENV, register_secret_value, state_dir
+
+logger = logging.getLogger(__name__)
+
+EXIT_PASSED = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_BLOCKED = 3
+
+
+@dataclass(frozen=True)
+class CertifyResult:
+    exit_status: int
+    output_dir: Path
+    summary: dict
+    console: str
+
+
+def new_run_id() -> str:
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + _random.token_hex(3)
+
+
+def default_output_dir(run_id: str) -> Path:
+    return Path.cwd() / "reports" / run_id
+
+
+def register_state_secrets(base: Path, profile: Profile) -> None:
+    """Register every secret the run may know, so the leak scan looks for each of them."""
+    folder = base / "secrets"
+    if folder.is_dir():
+        for path in folder.iterdir():
+            if path.is_file():
+                register_secret_value(path.name, path.read_text(encoding="utf-8").strip())
+    for env in (profile.hsm.pin_env, profile.kms.access_key_secret_env):
+        if env and os.environ.get(env):
+            register_secret_value(env, os.environ[env])
+
+
+def run_certify(
+    profile: Profile,
+    *,
+    output_dir: Path | None = None,
+    run_id: str | None = None,
+    pytest_args: list[str] | None = None,
+    force: bool = False,
+    verbose: bool = False,
+) -> CertifyResult:
+    """Run the suite and return its result; raise ConfigError for usage problems."""
+    run_id = run_id or new_run_id()
+    output = (output_dir or default_output_dir(run_id)).resolve()
+    if output.exists() and any(output.iterdir()) and not force:
+        raise ConfigError(
+            f"output folder {output} already holds files",
+            fix="choose another --output, or pass --force to write into it",
+        )
+    output.mkdir(parents=True, exist_ok=True)
+    base = state_dir()
+    base.mkdir(parents=True, exist_ok=True, mode=0o700)
+    root = project_root()
+
+    command = [
+        sys.executable,
+        "-m",
+        "pytest",
+        str(root / "steps" / "test_features.py"),
+        f"--rootdir={root}",
+        "-c",
+        str(root / "pyproject.toml"),
+        "--profile",
+        str(profile.source or profile.name),
+        "--wrapping-algorithm",
+        profile.kms.wrapping_algorithm,
+        "--run-id",
+        run_id,
+        "--alluredir",
+        str(output / "allure-results"),
+        "--byok-summary",
+        str(output / "summary.json"),
+        "-p",
+        "no:cacheprovider",
+        "-v" if verbose else "-q",
+        "-rA",
+        *(pytest_args or []),
+    ]
+    environment = dict(os.environ)
+    environment[STATE_DIR_ENV] = str(base)
+    logger.info("running the %s suite, run %s, report folder %s", profile.name, run_id, output)
+    completed = subprocess.run(
+        command, cwd=root, env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, check=False
+    )
+    console = completed.stdout
+    (output / "pytest-output.txt").write_text(console, encoding="utf-8")
+
+    summary_path = output / "summary.json"
+    if summary_path.is_file():
+        summary = json.loads(summary_path.read_text(encoding="utf-8"))
+    else:
+        summary = {"exitstatus": completed.returncode, "scenarios": []}
+
+    register_state_secrets(base, profile)
+    hits, scanned = scan_paths([output])
+    hits += scan_bytes(console.encode("utf-8"), where="console output")
+    summary["secret_scan"] = {
+        "files_scanned": scanned,
+        "hits": [{"file": hit.path, "secret": hit.secret_name, "encoding": hit.encoding} for hit in hits],
+    }
+    summary_path.write_text(json.dumps(summary, indent=2), encoding="utf-8")
+
+    status = _exit_status(completed.returncode, summary)
+    return CertifyResult(status, output, summary, console)
+
+
+def _exit_status(pytest_status: int, summary: dict) -> int:
+    if summary["secret_scan"]["hits"]:
+        return EXIT_FAILED
+    if pytest_status == 4:
+        return EXIT_USAGE
+    outcomes = [row["outcome"] for row in summary.get("scenarios", [])]
+    if not outcomes or pytest_status not in (0, 1):
+        return EXIT_FAILED
+    if any(outcome in ("failed", "error") for outcome in outcomes):
+        return EXIT_FAILED
+    if any(outcome == "blocked" for outcome in outcomes):
+        return EXIT_BLOCKED
+    return EXIT_PASSED
+
+
+def format_summary(result: CertifyResult, profile: Profile) -> str:
+    """Return the one-screen summary: each scenario, its verdict and its duration."""
+    rows = result.summary.get("scenarios", [])
+    width = min(max((len(row["scenario"]) for row in rows), default=20), 78)
+    lines = [f"byok certify: profile {profile.name}, {profile.kms.wrapping_algorithm}", ""]
+    current_feature = None
+    for row in rows:
+        if row["feature"] != current_feature:
+            current_feature = row["feature"]
+            lines.append(current_feature or "(no feature)")
+        name = row["scenario"]
+        if len(name) > width:
+            name = name[: width - 1] + "…"
+        lines.append(f"  {name:<{width}}  {row['outcome'].upper():<8} {row['duration']:6.2f}s")
+        if row["outcome"] != "passed" and row.get("reason"):
+            lines.append(f"      {row['reason'][:200]}")
+    counts: dict[str, int] = {}
+    for row in rows:
+        counts[row["outcome"]] = counts.get(row["outcome"], 0) + 1
+    lines.append("")
+    lines.append(", ".join(f"{count} {outcome}" for outcome, count in sorted(counts.items())) or "no scenario ran")
+    scan = result.summary["secret_scan"]
+    if scan["hits"]:
+        lines.append(f"SECRET LEAK: {len(scan['hits'])} hit(s) in the run's output; the report must not be shared")
+        for hit in scan["hits"]:
+            lines.append(f"  {hit['secret']} ({hit['encoding']}) in {hit['file']}")
+    else:
+        lines.append(f"secret scan: {scan['files_scanned']} file(s) and the console output, no secret found")
+    lines.append(f"report folder: {result.output_dir}")
+    verdict = {EXIT_PASSED: "PASSED", EXIT_FAILED: "FAILED", EXIT_BLOCKED: "BLOCKED by the environment", EXIT_USAGE: "USAGE ERROR"}
+    lines.append(f"verdict: {verdict.get(result.exit_status, result.exit_status)}")
+    return "\n".join(lines)

@@ -1,0 +1,484 @@
+"""Typed handlers of the KMS 2016-01-20 actions the emulator serves, with parameter validation.
+
+Each handler takes the caller's context and the decoded request parameters, validates
+every parameter before it changes anything, and returns the response fields without
+RequestId. Parameter names, response shapes and error codes follow the KMS API
+reference and the alibabacloud-kms20160120 3.3.1 models. Rules the documentation
+leaves open are marked "inferred" where they are applied.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import logging
+import re
+import secrets
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from cryptography.exceptions import InvalidTag
+
+from byok.emulator import crypto, errors
+from byok.emulator.clock import EmulatedClock
+from byok.emulator.errors import ApiError
+from byok.emulator.store import (
+    ImportTokenRecord,
+    KeyRecord,
+    KeyStateConflict,
+    MaterialMismatch,
+    Store,
+)
+
+logger = logging.getLogger(__name__)
+
+IMPORT_TOKEN_LIFETIME_SECONDS = 24 * 3600
+IMPORT_TOKEN_BYTES = 48
+AES_256_MATERIAL_BYTES = 32
+MAX_PLAINTEXT_BYTES = 6144
+MAX_DESCRIPTION_CHARACTERS = 8192
+MAX_PAGE_SIZE = 100
+
+# KeySpec values CreateKey documents; only Aliyun_AES_256 is modelled.
+DOCUMENTED_KEY_SPECS = ("Aliyun_AES_256", "Aliyun_SM4", "RSA_2048", "RSA_3072", "EC_P256", "EC_P256K", "EC_SM2")
+SUPPORTED_KEY_SPEC = "Aliyun_AES_256"
+ORIGINS = ("Aliyun_KMS", "EXTERNAL")
+KEY_USAGES = ("ENCRYPT/DECRYPT", "SIGN/VERIFY")
+PROTECTION_LEVELS = ("SOFTWARE", "HSM")
+WRAPPING_KEY_SPECS = ("RSA_2048", "EC_SM2")
+LIST_KEYS_FILTER_KEYS = ("KeyState", "KeySpec", "KeyUsage", "ProtectionLevel", "CreatorType")
+
+_ROTATION_INTERVAL = re.compile(r"^\d+[dhms]$")
+_UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+
+
+@dataclass(frozen=True)
+class CallContext:
+    """The authenticated caller: its account and the region the emulator serves."""
+
+    account_id: str
+    region: str
+    request_id: str
+
+
+Handler = Callable[[CallContext, Mapping[str, str]], dict]
+
+
+def format_time(unix_seconds: float) -> str:
+    """Format Unix seconds as the UTC ``YYYY-MM-DDThh:mm:ssZ`` KMS uses in responses."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(unix_seconds))
+
+
+# Parameter parsing.
+
+def _required(params: Mapping[str, str], name: str) -> str:
+    value = params.get(name)
+    if value is None or value == "":
+        raise errors.missing_parameter(name)
+    return value
+
+
+def _choice(params: Mapping[str, str], name: str, allowed: tuple[str, ...], default: str) -> str:
+    value = params.get(name) or default
+    if value not in allowed:
+        raise errors.invalid_parameter(name)
+    return value
+
+
+def _boolean(params: Mapping[str, str], name: str) -> bool:
+    # Both Python SDKs send "True"/"False"; the API documents "true"/"false".
+    value = params.get(name)
+    if value is None or value == "":
+        return False
+    lowered = value.lower()
+    if lowered == "true":
+        return True
+    if lowered == "false":
+        return False
+    raise errors.invalid_parameter(name)
+
+
+def _integer(params: Mapping[str, str], name: str, default: int, minimum: int, maximum: int | None = None) -> int:
+    value = params.get(name)
+    if value is None or value == "":
+        return default
+    try:
+        number = int(value, 10)
+    except ValueError:
+        raise errors.invalid_parameter(name) from None
+    if number < minimum or (maximum is not None and number > maximum):
+        raise errors.invalid_parameter(name)
+    return number
+
+
+def _base64(value: str, name: str, error: Callable[[], ApiError] | None = None) -> bytes:
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise (error() if error else errors.invalid_parameter(name)) from None
+
+
+def _encryption_context(params: Mapping[str, str]) -> bytes | None:
+    try:
+        return crypto.canonical_encryption_context(params.get("EncryptionContext"))
+    except ValueError:
+        # json.JSONDecodeError is a ValueError too.
+        raise errors.invalid_parameter("EncryptionContext") from None
+
+
+# Key state.
+
+def effective_state(key: KeyRecord, now: float) -> str:
+    """Return the state DescribeKey reports, with expired material shown as PendingImport.
+
+    Inferred: the documentation says a key with expired material is unusable until the
+    same material is imported again; showing PendingImport mirrors DeleteKeyMaterial.
+    A PendingDeletion key keeps its state.
+    """
+    if key.material_expire_unix and now >= key.material_expire_unix and key.state in ("Enabled", "Disabled"):
+        return "PendingImport"
+    return key.state
+
+
+def _require_usable(key: KeyRecord, now: float) -> None:
+    """Apply the state table of Encrypt, Decrypt and GenerateDataKey: only Enabled succeeds."""
+    state = effective_state(key, now)
+    if state != "Enabled":
+        raise errors.rejected_state(state)
+
+
+class KmsHandlers:
+    """The action handlers of one emulator process."""
+
+    def __init__(self, store: Store, clock: EmulatedClock) -> None:
+        self._store = store
+        self._clock = clock
+        self.actions: dict[str, Handler] = {
+            "CreateKey": self.create_key,
+            "DescribeKey": self.describe_key,
+            "ListKeys": self.list_keys,
+            "GetParametersForImport": self.get_parameters_for_import,
+            "ImportKeyMaterial": self.import_key_material,
+            "Encrypt": self.encrypt,
+            "Decrypt": self.decrypt,
+        }
+
+    # Lookups.
+
+    def _resolve_key(self, context: CallContext, key_reference: str) -> KeyRecord:
+        """Find a key by id or ARN in the caller's account and region."""
+        key_id = key_reference
+        if key_reference.startswith("acs:kms:"):
+            parts = key_reference.split(":", 4)
+            if len(parts) != 5:
+                raise errors.key_not_found()
+            _, _, region, account_id, resource = parts
+            if resource.startswith("alias/"):
+                raise errors.alias_not_found()
+            if region != context.region or account_id != context.account_id or not resource.startswith("key/"):
+                raise errors.key_not_found()
+            key_id = resource[len("key/"):]
+        elif key_reference.startswith("alias/"):
+            # TODO: aliases are not modelled yet, so every alias is unknown.
+            raise errors.alias_not_found()
+        key = self._store.get_key(key_id)
+        if key is None or key.account_id != context.account_id or key.region != context.region:
+            raise errors.key_not_found()
+        return key
+
+    def _key_metadata(self, key: KeyRecord, now: float, *, describe: bool) -> dict:
+        state = effective_state(key, now)
+        if key.material_expire_unix and state != "PendingImport":
+            material_expire_time = format_time(key.material_expire_unix)
+        else:
+            # Inferred: the expiry is cleared once the material has expired.
+            material_expire_time = ""
+        metadata = {
+            "Arn": key.arn,
+            "AutomaticRotation": "Disabled",
+            "CreationDate": format_time(key.creation_date),
+            "Creator": key.account_id,
+            "DKMSInstanceId": "",
+            "DeleteDate": format_time(key.delete_date) if key.delete_date and state == "PendingDeletion" else "",
+            "Description": key.description,
+            "KeyId": key.key_id,
+            "KeySpec": key.key_spec,
+            "KeyState": state,
+            "KeyUsage": key.key_usage,
+            "LastRotationDate": "",
+            "MaterialExpireTime": material_expire_time,
+            "NextRotationDate": "",
+            "Origin": key.origin,
+            "PrimaryKeyVersion": key.primary_key_version,
+            "ProtectionLevel": key.protection_level,
+            "RotationInterval": "",
+        }
+        if describe:
+            metadata["DeletionProtection"] = "Disabled"
+            metadata["DeletionProtectionDescription"] = ""
+        return metadata
+
+    # Actions.
+
+    def create_key(self, context: CallContext, params: Mapping[str, str]) -> dict:
+        key_spec = params.get("KeySpec") or SUPPORTED_KEY_SPEC
+        if key_spec not in DOCUMENTED_KEY_SPECS:
+            raise errors.invalid_parameter("KeySpec")
+        if key_spec != SUPPORTED_KEY_SPEC:
+            raise errors.unsupported_by_emulator(
+                f"The byok KMS emulator models KeySpec {SUPPORTED_KEY_SPEC} only, not {key_spec}."
+            )
+        key_usage = _choice(params, "KeyUsage", KEY_USAGES, "ENCRYPT/DECRYPT")
+        if key_usage != "ENCRYPT/DECRYPT":
+            # A symmetric key cannot sign.
+            raise errors.invalid_parameter("KeyUsage")
+        origin = _choice(params, "Origin", ORIGINS, "Aliyun_KMS")
+        protection_level = _choice(params, "ProtectionLevel", PROTECTION_LEVELS, "SOFTWARE")
+        description = params.get("Description", "")
+        if len(description) > MAX_DESCRIPTION_CHARACTERS:
+            raise errors.invalid_parameter("Description")
+        rotation = _boolean(params, "EnableAutomaticRotation")
+        rotation_interval = params.get("RotationInterval")
+        if rotation_interval and not _ROTATION_INTERVAL.match(rotation_interval):
+            raise errors.invalid_parameter("RotationInterval")
+        if rotation and origin == "EXTERNAL":
+            # Automatic rotation is documented as unavailable for EXTERNAL keys.
+            raise errors.invalid_parameter("EnableAutomaticRotation")
+        if rotation:
+            raise errors.unsupported_by_emulator("The byok KMS emulator does not model automatic rotation.")
+        for name in ("DKMSInstanceId", "Tags", "Policy", "KeyStorageMechanism"):
+            if params.get(name):
+                raise errors.unsupported_by_emulator(f"The byok KMS emulator does not model {name} yet.")
+
+        now = self._clock.now()
+        key_id = str(uuid.uuid4())
+        external = origin == "EXTERNAL"
+        record = KeyRecord(
+            key_id=key_id,
+            account_id=context.account_id,
+            region=context.region,
+            key_spec=key_spec,
+            key_usage=key_usage,
+            origin=origin,
+            protection_level=protection_level,
+            description=description,
+            state="PendingImport" if external else "Enabled",
+            creation_date=now,
+            primary_key_version=str(uuid.uuid4()),
+            material_expire_unix=0,
+            material_fingerprint=None,
+            delete_date=None,
+        )
+        self._store.create_key(record, None if external else secrets.token_bytes(AES_256_MATERIAL_BYTES))
+        logger.info("created key %s (origin %s, state %s) [RequestId %s]", key_id, origin, record.state, context.request_id)
+        return {"KeyMetadata": self._key_metadata(record, now, describe=False)}
+
+    def describe_key(self, context: CallContext, params: Mapping[str, str]) -> dict:
+        key = self._resolve_key(context, _required(params, "KeyId"))
+        return {"KeyMetadata": self._key_metadata(key, self._clock.now(), describe=True)}
+
+    def list_keys(self, context: CallContext, params: Mapping[str, str]) -> dict:
+        page_number = _integer(params, "PageNumber", 1, 1)
+        page_size = _integer(params, "PageSize", 10, 1, MAX_PAGE_SIZE)
+        filters = _parse_list_keys_filters(params.get("Filters"))
+        now = self._clock.now()
+        keys = [key for key in self._store.list_keys(context.account_id, context.region) if _matches(key, filters, now)]
+        start = (page_number - 1) * page_size
+        page = keys[start:start + page_size]
+        return {
+            "Keys": {"Key": [{"KeyId": key.key_id, "KeyArn": key.arn} for key in page]},
+            "TotalCount": len(keys),
+            "PageNumber": page_number,
+            "PageSize": page_size,
+        }
+
+    def get_parameters_for_import(self, context: CallContext, params: Mapping[str, str]) -> dict:
+        key_reference = _required(params, "KeyId")
+        wrapping_algorithm = _required(params, "WrappingAlgorithm")
+        wrapping_key_spec = _required(params, "WrappingKeySpec")
+        if wrapping_key_spec not in WRAPPING_KEY_SPECS:
+            raise errors.invalid_parameter("WrappingKeySpec")
+        if wrapping_key_spec == "EC_SM2" or wrapping_algorithm == "SM2PKE":
+            raise errors.unsupported_by_emulator("The byok KMS emulator models RSA_2048 wrapping keys only.")
+        if wrapping_algorithm not in crypto.WRAPPING_ALGORITHMS:
+            raise errors.invalid_parameter("WrappingAlgorithm")
+        key = self._resolve_key(context, key_reference)
+        if key.origin != "EXTERNAL":
+            raise errors.unsupported_origin()
+
+        # Every call issues a new key pair and token (GetParametersForImport API reference).
+        private_key, public_der = crypto.generate_wrapping_key()
+        token = secrets.token_bytes(IMPORT_TOKEN_BYTES)
+        now = self._clock.now()
+        expires_at = now + IMPORT_TOKEN_LIFETIME_SECONDS
+        self._store.insert_import_token(
+            hashlib.sha256(token).digest(),
+            ImportTokenRecord(
+                key_id=key.key_id,
+                wrapping_algorithm=wrapping_algorithm,
+                wrapping_key_spec=wrapping_key_spec,
+                public_key_der=public_der,
+                private_key_der=crypto.private_key_to_der(private_key),
+                created_at=now,
+                expires_at=expires_at,
+            ),
+        )
+        logger.info(
+            "issued import token for key %s (%s, %s), expires %s [RequestId %s]",
+            key.key_id, wrapping_algorithm, wrapping_key_spec, format_time(expires_at), context.request_id,
+        )
+        return {
+            "KeyId": key.key_id,
+            "ImportToken": base64.b64encode(token).decode("ascii"),
+            "PublicKey": base64.b64encode(public_der).decode("ascii"),
+            "TokenExpireTime": format_time(expires_at),
+        }
+
+    def import_key_material(self, context: CallContext, params: Mapping[str, str]) -> dict:
+        key_reference = _required(params, "KeyId")
+        encrypted_material = _base64(_required(params, "EncryptedKeyMaterial"), "EncryptedKeyMaterial")
+        token = _base64(_required(params, "ImportToken"), "ImportToken", errors.invalid_import_token)
+        # Unix seconds; missing or 0 means the material never expires (ImportKeyMaterial API reference).
+        expire_unix = _integer(params, "KeyMaterialExpireUnix", 0, 0)
+        now = self._clock.now()
+        if expire_unix and expire_unix <= now:
+            raise errors.invalid_parameter("KeyMaterialExpireUnix")
+
+        key = self._resolve_key(context, key_reference)
+        if key.origin != "EXTERNAL":
+            raise errors.unsupported_origin()
+        if key.state == "PendingDeletion":
+            raise errors.state_modified_failed()
+        token_record = self._store.get_import_token(hashlib.sha256(token).digest())
+        if token_record is None or token_record.key_id != key.key_id:
+            raise errors.invalid_import_token()
+        if now >= token_record.expires_at:
+            raise errors.expired_import_token()
+
+        private_key = crypto.private_key_from_der(token_record.private_key_der)
+        try:
+            material = crypto.unwrap_key_material(private_key, token_record.wrapping_algorithm, encrypted_material)
+        except crypto.UnwrapError as error:
+            logger.info("key %s: unwrap failed: %s [RequestId %s]", key.key_id, error, context.request_id)
+            raise errors.invalid_key_material() from None
+        if len(material) != AES_256_MATERIAL_BYTES:
+            logger.info(
+                "key %s: material is %d bytes, %s needs %d [RequestId %s]",
+                key.key_id, len(material), key.key_spec, AES_256_MATERIAL_BYTES, context.request_id,
+            )
+            raise errors.invalid_key_material()
+        try:
+            state = self._store.import_material(key.key_id, material, expire_unix)
+        except MaterialMismatch:
+            logger.info("key %s: re-import with material other than the bound one [RequestId %s]", key.key_id, context.request_id)
+            raise errors.invalid_key_material() from None
+        except KeyStateConflict:
+            raise errors.state_modified_failed() from None
+        logger.info(
+            "imported material into key %s, state %s, expires %s [RequestId %s]",
+            key.key_id, state, format_time(expire_unix) if expire_unix else "never", context.request_id,
+        )
+        return {}
+
+    def encrypt(self, context: CallContext, params: Mapping[str, str]) -> dict:
+        key_reference = _required(params, "KeyId")
+        # Plaintext is an opaque string whose UTF-8 bytes are encrypted, as Alibaba's KMS
+        # transfer SDK does (encrypt_transfer_handler.py); Decrypt returns the same string.
+        plaintext = _required(params, "Plaintext").encode("utf-8")
+        if len(plaintext) > MAX_PLAINTEXT_BYTES:
+            raise errors.invalid_parameter("Plaintext")
+        aad = _encryption_context(params)
+        dry_run = _boolean(params, "DryRun")
+
+        key = self._resolve_key(context, key_reference)
+        _require_usable(key, self._clock.now())
+        entry = self._store.get_version_cipher(key.primary_key_version)
+        if entry is None:
+            logger.error("key %s is Enabled but version %s has no material", key.key_id, key.primary_key_version)
+            raise errors.internal_failure()
+        if dry_run:
+            raise errors.dry_run_operation()
+        blob = crypto.encrypt_blob(entry[1], key.primary_key_version, plaintext, aad)
+        return {
+            "KeyId": key.key_id,
+            "CiphertextBlob": base64.b64encode(blob).decode("ascii"),
+            "KeyVersionId": key.primary_key_version,
+        }
+
+    def decrypt(self, context: CallContext, params: Mapping[str, str]) -> dict:
+        blob = _base64(_required(params, "CiphertextBlob"), "CiphertextBlob")
+        aad = _encryption_context(params)
+        dry_run = _boolean(params, "DryRun")
+        # Inferred: the documentation gives no code for a malformed blob or a failed tag check;
+        # InvalidParameter matches the length check of Alibaba's KMS transfer SDK.
+        try:
+            key_version_id, iv, ciphertext = crypto.parse_blob(blob)
+        except crypto.BlobFormatError:
+            raise errors.invalid_parameter("CiphertextBlob") from None
+        if not _UUID.match(key_version_id):
+            raise errors.invalid_parameter("CiphertextBlob")
+
+        # Inferred: a well-formed blob of an unknown key version names a key that does not exist.
+        key_id = self._store.get_version_key_id(key_version_id)
+        if key_id is None:
+            raise errors.key_not_found()
+        key = self._resolve_key(context, key_id)
+        _require_usable(key, self._clock.now())
+        entry = self._store.get_version_cipher(key_version_id)
+        if entry is None:
+            logger.error("key %s is Enabled but version %s has no material", key.key_id, key_version_id)
+            raise errors.internal_failure()
+        if dry_run:
+            raise errors.dry_run_operation()
+        try:
+            plaintext = crypto.decrypt_blob(entry[1], iv, ciphertext, aad)
+        except InvalidTag:
+            raise errors.invalid_parameter("CiphertextBlob") from None
+        return {
+            "KeyId": key.key_id,
+            "KeyVersionId": key_version_id,
+            "Plaintext": plaintext.decode("utf-8", errors="replace"),
+        }
+
+
+def _parse_list_keys_filters(text: str | None) -> list[tuple[str, frozenset[str]]]:
+    """Parse ListKeys Filters: a JSON array of at most 10 {"Key": ..., "Values": [...]}."""
+    if not text:
+        return []
+    try:
+        items = json.loads(text)
+    except ValueError:
+        raise errors.invalid_parameter("Filters") from None
+    if not isinstance(items, list) or len(items) > 10:
+        raise errors.invalid_parameter("Filters")
+    filters = []
+    for item in items:
+        if not isinstance(item, dict) or item.get("Key") not in LIST_KEYS_FILTER_KEYS:
+            raise errors.invalid_parameter("Filters")
+        values = item.get("Values")
+        if not isinstance(values, list) or not values or not all(isinstance(value, str) for value in values):
+            raise errors.invalid_parameter("Filters")
+        filters.append((item["Key"], frozenset(values)))
+    return filters
+
+
+def _matches(key: KeyRecord, filters: list[tuple[str, frozenset[str]]], now: float) -> bool:
+    for name, values in filters:
+        if name == "KeyState":
+            actual = effective_state(key, now)
+        elif name == "KeySpec":
+            actual = key.key_spec
+        elif name == "KeyUsage":
+            actual = key.key_usage
+        elif name == "ProtectionLevel":
+            actual = key.protection_level
+        else:
+            # Inferred: every key here is created by a user, none by a cloud service.
+            actual = "User"
+        if actual not in values:
+            return False
+    return True

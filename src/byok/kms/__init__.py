@@ -1,0 +1,25 @@
+"""Clients for Alibaba Cloud KMS and RAM, pointed at the real service or the byok emulator."""
+
+from byok.kms.client import (
+    CallRecord,
+    DecryptResult,
+    EncryptResult,
+    ImportParameters,
+    KeyMetadata,
+    KeyResult,
+    KmsClient,
+    KmsEndpoint,
+    ListKeysResult,
+)
+
+__all__ = [
+    "CallRecord",
+    "DecryptResult",
+    "EncryptResult",
+    "ImportParameters",
+    "KeyMetadata",
+    "KeyResult",
+    "KmsClient",
+    "KmsEndpoint",
+    "ListKeysResult",
+]

@@ -1,0 +1,49 @@
+"""Usage errors of the byok command: exit status 2 and a message naming the value and the fix."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+
+def byok(*args: str, state: Path) -> subprocess.CompletedProcess:
+    environment = dict(os.environ, BYOK_STATE_DIR=str(state))
+    return subprocess.run(
+        [sys.executable, "-m", "byok.cli", *args], env=environment, capture_output=True, text=True, timeout=120, check=False
+    )
+
+
+def test_unknown_profile_exits_2(tmp_path) -> None:
+    result = byok("certify", "--profile", "no-such-profile", "--output", str(tmp_path / "out"), state=tmp_path)
+    assert result.returncode == 2
+    assert "no-such-profile" in result.stderr
+    assert "softhsm-emulator" in result.stderr
+
+
+def test_invalid_wrapping_algorithm_exits_2(tmp_path) -> None:
+    result = byok("certify", "--wrapping-algorithm", "RSAES_OAEP_SHA_512", "--output", str(tmp_path / "out"), state=tmp_path)
+    assert result.returncode == 2
+    assert "RSAES_OAEP_SHA_512" in result.stderr
+    assert "RSAES_OAEP_SHA_256" in result.stderr
+
+
+def test_profile_with_typo_exits_2(tmp_path) -> None:
+    profile = tmp_path / "typo.toml"
+    profile.write_text(
+        'name = "typo"\n[hsm]\nfamily = "softhsm"\nmodule = "libsofthsm2.so"\ntoken_label = "t"\n'
+        '[kms]\nendpoint = "emulator"\nregion = "cn-hangzhou"\nwrapping_algoritm = "RSAES_OAEP_SHA_1"\n'
+    )
+    result = byok("certify", "--profile", str(profile), "--output", str(tmp_path / "out"), state=tmp_path)
+    assert result.returncode == 2
+    assert "wrapping_algoritm" in result.stderr
+
+
+def test_existing_output_needs_force(tmp_path) -> None:
+    output = tmp_path / "out"
+    output.mkdir()
+    (output / "old.txt").write_text("earlier run")
+    result = byok("certify", "--output", str(output), state=tmp_path)
+    assert result.returncode == 2
+    assert "--force" in result.stderr
