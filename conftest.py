@@ -25,6 +25,9 @@ pytest_plugins = [
     "steps.kms_steps",
     "steps.hsm_steps",
     "steps.evidence_steps",
+    "steps.lifecycle_steps",
+    "steps.hsm_controls_steps",
+    "steps.ram_steps",
 ]
 
 
@@ -125,7 +128,27 @@ def hsm(profile: Profile, byok_state_dir: Path):
 
     if profile.hsm.family == "softhsm" and profile.hsm.managed:
         init_token(profile.hsm, byok_state_dir)
-    return Hsm.open(profile.hsm, byok_state_dir)
+    daemon = None
+    if profile.hsm.family == "opencryptoki" and profile.hsm.managed:
+        # Starts pkcsslotd (stopped by PID below, only if byok started it) and initializes the token.
+        from byok.hsm.opencryptoki import prepare_token
+
+        daemon, _ = prepare_token(profile.hsm, byok_state_dir)
+    try:
+        yield Hsm.open(profile.hsm, byok_state_dir)
+    finally:
+        if daemon is not None:
+            daemon.stop()
+
+
+@pytest.fixture(scope="session")
+def capability(hsm, _hsm_pin: Secret, profile: Profile):
+    """Capability negotiation, once per run: steps call ``capability.require()`` before any KMS call."""
+    from byok.flow.capability import negotiate
+
+    return negotiate(
+        hsm, _hsm_pin, wrapping_algorithm=profile.kms.wrapping_algorithm, profile_fips=profile.fips
+    )
 
 
 @pytest.fixture(scope="session")

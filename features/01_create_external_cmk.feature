@@ -18,3 +18,17 @@ Feature: Create a CMK with external key material and download the import paramet
     Then the wrapping public key is an RSA-2048 SubjectPublicKeyInfo with exponent 65537
     And the import token expires 24 hours after it was issued
     And the import token is bound to the CMK
+
+  @severity:normal @story:GetParametersForImport @control:CMK-03
+  Scenario Outline: Import parameters for each wrapping algorithm KMS offers
+    Given a CMK with external key material
+    When I download the import parameters for wrapping algorithm "<algorithm>"
+    Then the wrapping public key is an RSA-2048 SubjectPublicKeyInfo with exponent 65537
+    And the import token expires 24 hours after it was issued
+    And the import token is bound to wrapping algorithm "<algorithm>"
+
+    Examples:
+      | algorithm          |
+      | RSAES_OAEP_SHA_1   |
+      | RSAES_OAEP_SHA_256 |
+      | RSAES_PKCS1_V1_5   |

@@ -60,7 +60,9 @@ def cmk_origin_and_spec(kms, cmk: Cmk, origin: str, key_spec: str) -> None:
 
 @when("I download the import parameters for the profile's wrapping algorithm", target_fixture="import_parameters")
 @given("the import parameters for the profile's wrapping algorithm", target_fixture="import_parameters")
-def import_parameters_for_profile(kms, profile, cmk: Cmk, evidence) -> ImportBundle:
+def import_parameters_for_profile(kms, profile, cmk: Cmk, evidence, capability) -> ImportBundle:
+    # Raises BlockedByEnvironment before GetParametersForImport when the token cannot do the wrap.
+    capability.require()
     algorithm = profile.kms.wrapping_algorithm
     parameters, public_key, record = run_step(
         evidence,
@@ -135,8 +137,10 @@ def round_trip_after_upload(kms, cmk: Cmk, evidence) -> None:
 
 
 @given("a CMK with imported key material from the HSM", target_fixture="cmk")
-def cmk_with_imported_material(kms, profile, hsm_session, run_objects, run_id, evidence) -> Cmk:
+def cmk_with_imported_material(kms, profile, hsm_session, run_objects, run_id, evidence, capability) -> Cmk:
     """Run the guide's steps 1 to 6 and return the enabled CMK."""
+    # Raises BlockedByEnvironment before CreateKey when the token cannot do the wrap.
+    capability.require()
     key_id, record = run_step(evidence, flow.create_external_key, kms, description=f"byok certify run {run_id}")
     parameters, public_key, _ = run_step(
         evidence,

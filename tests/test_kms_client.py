@@ -108,3 +108,64 @@ def test_endpoint_parsing(endpoint, expected) -> None:
 def test_plain_http_to_remote_host_rejected() -> None:
     with pytest.raises(ConfigError, match="plain HTTP"):
         KmsEndpoint.parse("http://kms.cn-hangzhou.aliyuncs.com")
+
+
+def test_lifecycle_methods(client) -> None:
+    key_id = client.create_key(origin="Aliyun_KMS").metadata.key_id
+    assert client.disable_key(key_id)
+    assert client.describe_key(key_id).metadata.key_state == "Disabled"
+    with pytest.raises(KmsError) as caught:
+        client.encrypt(key_id, "x")
+    assert caught.value.code == "Rejected.Disabled"
+    assert client.enable_key(key_id)
+    assert client.schedule_key_deletion(key_id, 7)
+    assert client.describe_key(key_id).metadata.key_state == "PendingDeletion"
+    assert client.cancel_key_deletion(key_id)
+    assert client.describe_key(key_id).metadata.key_state == "Enabled"
+
+
+def test_delete_key_material_of_kms_key(client) -> None:
+    key_id = client.create_key(origin="Aliyun_KMS").metadata.key_id
+    with pytest.raises(KmsError) as caught:
+        client.delete_key_material(key_id)
+    assert caught.value.code == "Unsupported.Origin"
+
+
+def test_alias_methods(client, emulator) -> None:
+    key_id = client.create_key(origin="Aliyun_KMS").metadata.key_id
+    other_id = client.create_key(origin="Aliyun_KMS").metadata.key_id
+    assert client.create_alias("alias/client-test", key_id)
+    listed = client.list_aliases(key_id=key_id)
+    assert [alias.alias_name for alias in listed.aliases] == ["alias/client-test"]
+    assert listed.aliases[0].alias_arn == f"acs:kms:{emulator.region}:{emulator.account_id}:alias/client-test"
+    assert client.update_alias("alias/client-test", other_id)
+    assert client.encrypt("alias/client-test", "x").key_id == other_id
+    assert "alias/client-test" in [alias.alias_name for alias in client.list_aliases().aliases]
+    assert client.delete_alias("alias/client-test")
+    with pytest.raises(KmsError) as caught:
+        client.delete_alias("alias/client-test")
+    assert (caught.value.code, caught.value.http_status) == ("Forbidden.AliasNotFound", 404)
+
+
+def test_data_key_methods(client) -> None:
+    key_id = client.create_key(origin="Aliyun_KMS").metadata.key_id
+    data_key = client.generate_data_key(key_id, key_spec="AES_128", encryption_context={"a": "b"})
+    assert data_key.plaintext is not None
+    assert "Secret" in repr(data_key.plaintext) or data_key.plaintext.reveal() not in repr(data_key)
+    decrypted = client.decrypt(data_key.ciphertext_blob, encryption_context={"a": "b"})
+    assert decrypted.plaintext == data_key.plaintext.reveal()
+    without = client.generate_data_key_without_plaintext(key_id, number_of_bytes=64)
+    assert without.plaintext is None
+    assert without.key_version_id == data_key.key_version_id
+
+
+def test_version_region_tag_methods(client, emulator) -> None:
+    key_id = client.create_key(origin="Aliyun_KMS").metadata.key_id
+    versions = client.list_key_versions(key_id)
+    assert versions.total_count == 1
+    version = client.describe_key_version(key_id, versions.versions[0].key_version_id)
+    assert version.key_id == key_id
+    assert client.describe_regions() == [emulator.region]
+    client.tag_resource(key_id, {"team": "security", "env": "test"})
+    client.untag_resource(key_id, ["env"])
+    assert client.list_resource_tags(key_id) == {"team": "security"}

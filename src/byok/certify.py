@@ -2,8 +2,9 @@
 
 The suite runs in a child pytest process so that the PKCS#11 module, the SoftHSM2
 configuration and the emulator it starts belong to that run alone. The parent reads the
-child's summary, scans everything the run wrote for secrets, prints one screen of
-results and returns the command contract's exit status.
+child's summary, generates the Allure report (``byok.report``) and checks it, scans
+everything the run wrote for secrets, prints one screen of results and returns the
+command contract's exit status.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from pathlib import Path
 from byok.errors import ConfigError
 from byok.evidence.leaks import scan_bytes, scan_paths
 from byok.profile import Profile, project_root
+from byok.report import AllureCli, ReportOutcome, build_report, find_allure_cli
 from byok.secrets import STATE_DIR_ENV, register_secret_value, state_dir
 
 logger = logging.getLogger(__name__)
@@ -37,6 +39,8 @@ class CertifyResult:
     output_dir: Path
     summary: dict
     console: str
+    report: ReportOutcome | None = None
+    usage_message: str = ""
 
 
 def new_run_id() -> str:
@@ -76,6 +80,8 @@ def run_certify(
             f"output folder {output} already holds files",
             fix="choose another --output, or pass --force to write into it",
         )
+    # Validate first: without Allure and Java the run could not produce its report.
+    allure_cli = find_allure_cli()
     output.mkdir(parents=True, exist_ok=True)
     base = state_dir()
     base.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -120,6 +126,18 @@ def run_certify(
     else:
         summary = {"exitstatus": completed.returncode, "scenarios": []}
 
+    report = None
+    if completed.returncode in (0, 1) and summary_path.is_file():
+        report = _build_report(allure_cli, output, summary, run_id=run_id, profile=profile)
+        summary["report"] = {
+            "html": str(report.html.relative_to(output)),
+            "build_order": report.build_order,
+            "history": report.history,
+            "complete": report.complete,
+            "problems": report.problems(),
+        }
+    usage_message = _usage_message(console) if completed.returncode == 4 else ""
+
     register_state_secrets(base, profile)
     hits, scanned = scan_paths([output])
     hits += scan_bytes(console.encode("utf-8"), where="console output")
@@ -130,14 +148,43 @@ def run_certify(
     summary_path.write_text(json.dumps(summary, indent=2), encoding="utf-8")
 
     status = _exit_status(completed.returncode, summary)
-    return CertifyResult(status, output, summary, console)
+    return CertifyResult(status, output, summary, console, report, usage_message)
+
+
+def _build_report(cli: AllureCli, output: Path, summary: dict, *, run_id: str, profile: Profile) -> ReportOutcome:
+    environment = dict(summary.get("environment") or {})
+    environment.setdefault("profile", profile.name)
+    environment.setdefault("kms.wrapping_algorithm", profile.kms.wrapping_algorithm)
+    environment["run_id"] = run_id
+    # The real service's endpoint appears in recorded evidence (the KmsClient repr) as text.
+    allowed_hosts = () if profile.kms.uses_emulator else (profile.kms.endpoint.split("://")[-1].split("/")[0].split(":")[0],)
+    return build_report(
+        cli,
+        output,
+        summary,
+        run_id=run_id,
+        report_name=f"byok certify: {profile.name}",
+        environment=environment,
+        allowed_hosts=allowed_hosts,
+    )
+
+
+def _usage_message(console: str) -> str:
+    """Return pytest's usage error lines (the text after ``ERROR:``) from the child's output."""
+    lines = console.splitlines()
+    for number, line in enumerate(lines):
+        if line.startswith("ERROR:"):
+            return "\n".join(lines[number:]).strip()
+    return ""
 
 
 def _exit_status(pytest_status: int, summary: dict) -> int:
-    if summary["secret_scan"]["hits"]:
+    if summary["secret_scan"]["hits"] or (summary.get("results_secret_scan") or {}).get("hits"):
         return EXIT_FAILED
     if pytest_status == 4:
         return EXIT_USAGE
+    if "report" in summary and not summary["report"]["complete"]:
+        return EXIT_FAILED
     outcomes = [row["outcome"] for row in summary.get("scenarios", [])]
     if not outcomes or pytest_status not in (0, 1):
         return EXIT_FAILED
@@ -159,6 +206,8 @@ def format_summary(result: CertifyResult, profile: Profile) -> str:
             current_feature = row["feature"]
             lines.append(current_feature or "(no feature)")
         name = row["scenario"]
+        if row.get("parameters"):
+            name += " [" + ", ".join(str(value) for value in row["parameters"].values()) + "]"
         if len(name) > width:
             name = name[: width - 1] + "…"
         lines.append(f"  {name:<{width}}  {row['outcome'].upper():<8} {row['duration']:6.2f}s")
@@ -169,6 +218,20 @@ def format_summary(result: CertifyResult, profile: Profile) -> str:
         counts[row["outcome"]] = counts.get(row["outcome"], 0) + 1
     lines.append("")
     lines.append(", ".join(f"{count} {outcome}" for outcome, count in sorted(counts.items())) or "no scenario ran")
+    report = result.summary.get("report")
+    if report:
+        lines.append(f"report: {result.output_dir / report['html']}")
+        lines.append(f"report history: {report['history']}")
+        if not report["complete"]:
+            lines.append(f"REPORT INCOMPLETE: {len(report['problems'])} difference(s) between pytest and the Allure report")
+            lines.extend(f"  {problem}" for problem in report["problems"][:50])
+    if result.usage_message:
+        lines.append(result.usage_message)
+    child_scan = result.summary.get("results_secret_scan") or {}
+    if child_scan.get("hits"):
+        lines.append(f"SECRET LEAK: {len(child_scan['hits'])} hit(s) in allure-results found by the test run itself")
+        for hit in child_scan["hits"]:
+            lines.append(f"  {hit['secret']} ({hit['encoding']}) in {hit['file']}")
     scan = result.summary["secret_scan"]
     if scan["hits"]:
         lines.append(f"SECRET LEAK: {len(scan['hits'])} hit(s) in the run's output; the report must not be shared")

@@ -8,6 +8,7 @@ or configuration error, 3 (certify only) blocked by the environment.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -134,9 +135,38 @@ def softhsm_init(profile_ref, verbose) -> None:
     click.echo(json.dumps(_public_fields(result), indent=2, default=str))
 
 
+@main.group()
+def opencryptoki() -> None:
+    """The opencryptoki soft token byok manages (machine-wide; needs root)."""
+
+
+@opencryptoki.command("init")
+@profile_option
+@verbose_option
+def opencryptoki_init(profile_ref, verbose) -> None:
+    """Start pkcsslotd, initialize the profile's soft token with generated PINs (state directory's secrets/), stop pkcsslotd."""
+    from byok.hsm.opencryptoki import is_managed_opencryptoki, prepare_token
+    from byok.secrets import state_dir
+
+    _configure_logging(verbose)
+    try:
+        profile = _load_profile(profile_ref or "opencryptoki-emulator")
+        if not is_managed_opencryptoki(profile.hsm):
+            raise ConfigError(
+                f"profile {profile.name} does not use a byok-managed opencryptoki token",
+                fix="use the opencryptoki-emulator profile",
+            )
+        daemon, result = prepare_token(profile.hsm, state_dir())
+        daemon.stop()
+    except ByokError as error:
+        _fail(error, verbose)
+        return
+    click.echo(json.dumps(_public_fields(result), indent=2, default=str))
+
+
 def _public_fields(result) -> dict:
-    if hasattr(result, "__dataclass_fields__"):
-        return {name: getattr(result, name) for name in result.__dataclass_fields__}
+    if dataclasses.is_dataclass(result):
+        return dataclasses.asdict(result)
     return dict(result) if isinstance(result, dict) else {"result": str(result)}
 
 
@@ -150,6 +180,19 @@ def _mount_emulator() -> None:
 
 
 _mount_emulator()
+
+
+# -- runbooks and signed bundles --------------------------------------------------------------
+
+
+def _mount_runbooks() -> None:
+    from byok.runbook.cli import COMMANDS
+
+    for command in COMMANDS:
+        main.add_command(command)
+
+
+_mount_runbooks()
 
 
 # -- KMS operator commands -------------------------------------------------------------------

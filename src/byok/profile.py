@@ -78,6 +78,9 @@ class Profile:
     kms: KmsSettings
     fips: str = "off"
     report_signer_label: str = "byok-report-signer"
+    # PEM certificate issued for an existing signing key on the token; None lets byok
+    # create the key pair and a self-signed certificate on first use.
+    report_signer_certificate: Path | None = None
     source: Path | None = None
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
@@ -137,7 +140,7 @@ def parse_profile(data: dict[str, Any], *, source: Path | None = None) -> Profil
     _check_keys(hsm_data, set(HsmSettings.__dataclass_fields__), f"{where} [hsm]")
     _check_keys(kms_data, set(KmsSettings.__dataclass_fields__), f"{where} [kms]")
     report = data.get("report", {})
-    _check_keys(report, {"signer_label"}, f"{where} [report]")
+    _check_keys(report, {"signer_label", "signer_certificate"}, f"{where} [report]")
 
     for required in ("family", "module", "token_label"):
         if not hsm_data.get(required):
@@ -167,9 +170,20 @@ def parse_profile(data: dict[str, Any], *, source: Path | None = None) -> Profil
         kms=kms,
         fips=fips,
         report_signer_label=report.get("signer_label", "byok-report-signer"),
+        report_signer_certificate=_relative_to(source, report.get("signer_certificate")),
         source=source,
         raw=data,
     )
+
+
+def _relative_to(source: Path | None, value: str | None) -> Path | None:
+    """Resolve a path from a profile relative to the profile file's folder."""
+    if not value:
+        return None
+    path = Path(os.path.expanduser(value))
+    if not path.is_absolute() and source is not None:
+        path = source.parent / path
+    return path
 
 
 def resolve_module(module: str) -> Path:

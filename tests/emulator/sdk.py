@@ -94,11 +94,14 @@ class TeaSdkClient:
 
     def call(self, action: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
         __tracebackhide__ = True
-        request_class = getattr(tea_models, f"{action}Request")
-        request = request_class(**{_snake_case(name): value for name, value in (params or {}).items()})
         method = getattr(self._client, f"{_snake_case(action)}_with_options")
+        request_class = getattr(tea_models, f"{action}Request", None)
+        # Actions without parameters (DescribeRegions) have no request model.
+        arguments = []
+        if request_class is not None:
+            arguments.append(request_class(**{_snake_case(name): value for name, value in (params or {}).items()}))
         try:
-            response = method(request, RuntimeOptions(autoretry=False))
+            response = method(*arguments, RuntimeOptions(autoretry=False))
         except AlibabaCloudException as error:
             # error.message is "code: <status>, <Message> request id: <id>"; the body keeps Message.
             body = error.data or {}

@@ -38,14 +38,26 @@ def test_conf_text_settings(tmp_path: Path) -> None:
     assert "slots.mechanisms = ALL" in lines
 
 
-def test_ensure_conf_rewrites_on_change(tmp_path: Path) -> None:
+def test_ensure_conf_separate_file_per_restriction(tmp_path: Path) -> None:
     path = ensure_softhsm_conf(softhsm_settings(), tmp_path)
     assert "slots.mechanisms = ALL" in path.read_text()
 
-    ensure_softhsm_conf(softhsm_settings(mechanisms="-CKM_RSA_PKCS"), tmp_path)
+    restricted = ensure_softhsm_conf(softhsm_settings(mechanisms="-CKM_RSA_PKCS"), tmp_path)
 
-    assert "slots.mechanisms = -,CKM_RSA_PKCS" in path.read_text()
-    assert (tmp_path / "softhsm2" / "tokens").stat().st_mode & 0o777 == 0o700
+    assert restricted != path
+    assert "slots.mechanisms = -,CKM_RSA_PKCS" in restricted.read_text()
+    assert "slots.mechanisms = ALL" in path.read_text()
+    token_dir = tmp_path / "softhsm2" / "tokens"
+    assert f"directories.tokendir = {token_dir.resolve()}" in restricted.read_text()
+    assert token_dir.stat().st_mode & 0o777 == 0o700
+
+
+def test_ensure_conf_rewrites_on_change(tmp_path: Path) -> None:
+    path = ensure_softhsm_conf(softhsm_settings(), tmp_path)
+    path.write_text("directories.tokendir = /elsewhere\n")
+
+    assert ensure_softhsm_conf(softhsm_settings(), tmp_path) == path
+    assert "slots.mechanisms = ALL" in path.read_text()
 
 
 def test_ensure_conf_rejects_unmanaged(tmp_path: Path) -> None:

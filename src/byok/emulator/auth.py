@@ -26,6 +26,7 @@ from byok.emulator.store import AccessKey, Store
 logger = logging.getLogger(__name__)
 
 API_VERSION = "2016-01-20"
+RAM_API_VERSION = "2015-05-01"
 ACS3_ALGORITHM = "ACS3-HMAC-SHA256"
 DEFAULT_MAX_CLOCK_SKEW_SECONDS = 900
 DEFAULT_NONCE_RETENTION_SECONDS = 900
@@ -65,6 +66,7 @@ class AuthContext:
     access_key: AccessKey
     action: str
     signature_scheme: str
+    version: str = API_VERSION
 
 
 def parse_request(method: str, path: str, raw_query: bytes, raw_headers: Iterable[tuple[bytes, bytes]], body: bytes) -> ParsedRequest:
@@ -226,13 +228,14 @@ class Authenticator:
     def __init__(
         self,
         store: Store,
-        actions: Iterable[str],
+        actions: Mapping[str, Iterable[str]],
         *,
         max_clock_skew_seconds: float = DEFAULT_MAX_CLOCK_SKEW_SECONDS,
         nonce_cache: NonceCache | None = None,
     ) -> None:
         self._store = store
-        self._actions = frozenset(actions)
+        # API version -> the actions served under it (KMS 2016-01-20, RAM 2015-05-01).
+        self._actions = {version: frozenset(names) for version, names in actions.items()}
         self._max_clock_skew = max_clock_skew_seconds
         self._nonces = nonce_cache if nonce_cache is not None else NonceCache()
         self._timestamp_cache: tuple[str, int] = ("", 0)
@@ -243,16 +246,17 @@ class Authenticator:
             return self._authenticate_acs3(request, authorization)
         return self._authenticate_v1(request)
 
-    def _check_action(self, action: str | None, version: str | None) -> str:
+    def _check_action(self, action: str | None, version: str | None) -> tuple[str, str]:
         if not action:
             raise errors.missing_parameter("Action")
         if not version:
             raise errors.missing_parameter("Version")
-        if version != API_VERSION:
+        actions = self._actions.get(version)
+        if actions is None:
             raise errors.invalid_version()
-        if action not in self._actions:
+        if action not in actions:
             raise errors.action_not_found()
-        return action
+        return action, version
 
     def _check_timestamp(self, text: str | None, now: float) -> None:
         if not text:
@@ -285,7 +289,7 @@ class Authenticator:
 
     def _authenticate_v1(self, request: ParsedRequest) -> AuthContext:
         params = request.params
-        action = self._check_action(params.get("Action"), params.get("Version"))
+        action, version = self._check_action(params.get("Action"), params.get("Version"))
         access_key_id = params.get("AccessKeyId")
         if not access_key_id:
             raise errors.missing_parameter("AccessKeyId")
@@ -308,11 +312,11 @@ class Authenticator:
         if not hmac.compare_digest(expected.encode("ascii"), signature.encode("utf-8")):
             raise errors.signature_does_not_match(string_to_sign)
         self._check_nonce(access_key_id, nonce, now)
-        return AuthContext(access_key, action, "v1")
+        return AuthContext(access_key, action, "v1", version)
 
     def _authenticate_acs3(self, request: ParsedRequest, authorization: str) -> AuthContext:
         headers = request.headers
-        action = self._check_action(
+        action, version = self._check_action(
             headers.get("x-acs-action") or request.params.get("Action"),
             headers.get("x-acs-version") or request.params.get("Version"),
         )
@@ -346,7 +350,7 @@ class Authenticator:
         if not (header_hash_matches and signature_matches):
             raise errors.signature_does_not_match(string_to_sign)
         self._check_nonce(access_key_id, nonce, now)
-        return AuthContext(access_key, action, "ACS3-HMAC-SHA256")
+        return AuthContext(access_key, action, "ACS3-HMAC-SHA256", version)
 
 
 def _parse_acs3_authorization(authorization: str) -> dict[str, str]:

@@ -1,4 +1,4 @@
-"""The ``emulator`` click group: ``serve`` and ``clock``.
+"""The ``emulator`` click group: ``serve``, ``clock`` and ``faults``.
 
 Mounted by the top-level CLI as ``byok emulator …`` and runnable as
 ``python -m byok.emulator …``.
@@ -158,3 +158,60 @@ def clock(data_dir: Path, duration: str | None) -> None:
         return
     now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + offset))
     click.echo(f"emulated clock offset: {offset:.0f} s; emulated time now: {now}")
+
+
+@emulator.command("faults")
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="Data directory of the emulator to inject faults into; a running server picks the change up at its next request.",
+)
+@click.option("--action", default="*", show_default=True, help="KMS or RAM action name the fault applies to; * means every action.")
+@click.option(
+    "--code",
+    type=click.Choice(["Throttling", "Rejected.Throttling", "InternalFailure", "ServiceUnavailableTemporary"]),
+    default=None,
+    help="Error to return: Throttling (HTTP 400), Rejected.Throttling (429), InternalFailure (500), ServiceUnavailableTemporary (503).",
+)
+@click.option("--rate", type=click.FloatRange(0.0, 1.0), default=1.0, show_default=True, help="Fraction of requests (0 to 1) affected.")
+@click.option("--latency-ms", type=click.IntRange(0), default=0, show_default=True, help="Delay, in milliseconds, added to affected requests.")
+@click.option("--drop-connection", is_flag=True, help="Close the connection in the middle of the response instead of answering.")
+@click.option("--retry-after", type=click.IntRange(1), default=None, help="Seconds to send in the x-acs-retry-after header with the error.")
+@click.option("--clear", is_flag=True, help="Remove the fault of --action, or every fault when --action is *.")
+def faults(
+    data_dir: Path,
+    action: str,
+    code: str | None,
+    rate: float,
+    latency_ms: int,
+    drop_connection: bool,
+    retry_after: int | None,
+    clear: bool,
+) -> None:
+    """Inject, list or clear faults of a running emulator without restarting it."""
+    from byok.emulator import faults as fault_settings
+
+    try:
+        current = fault_settings.read_faults(data_dir)
+        if clear:
+            if action == fault_settings.ALL_ACTIONS:
+                current = {}
+            else:
+                current.pop(action, None)
+            fault_settings.write_faults(data_dir, current)
+        elif code is not None or drop_connection or latency_ms:
+            current[action] = fault_settings.Fault(
+                code=code, rate=rate, latency_ms=latency_ms, drop_connection=drop_connection, retry_after=retry_after
+            )
+            fault_settings.write_faults(data_dir, current)
+    except ByokError as error:
+        _fail(error)
+        return
+    if not current:
+        click.echo("no faults injected")
+    for name, fault in sorted(current.items()):
+        click.echo(
+            f"{name}: code={fault.code or '-'} rate={fault.rate} latency_ms={fault.latency_ms} "
+            f"drop_connection={fault.drop_connection} retry_after={fault.retry_after or '-'}"
+        )

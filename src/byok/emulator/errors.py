@@ -23,6 +23,8 @@ class ApiError(Exception):
         self.http_status = http_status
         self.message = message
         self.log_message = log_message
+        # Extra response headers, such as x-acs-retry-after on throttling.
+        self.headers: list[tuple[bytes, bytes]] = []
 
 
 # Authentication, signing and time. These come from the API gateway in front of KMS.
@@ -122,6 +124,26 @@ def alias_not_found() -> ApiError:
     return ApiError("Forbidden.AliasNotFound", 404, "The specified Alias is not found.")
 
 
+def key_version_not_found() -> ApiError:
+    return ApiError("Forbidden.KeyVersionNotFound", 404, "The specified Key version is not found.")
+
+
+def alias_already_exists() -> ApiError:
+    return ApiError("AliasAlreadyExists", 400, "AliasName Already Exists.")
+
+
+def unsupported_alias() -> ApiError:
+    # Inferred: which actions reject an alias follows the KeyId field documentation of
+    # alibabacloud-kms20160120 3.3.1 (actions that ask for "the globally unique ID").
+    return ApiError("Unsupported.Alias", 400, "Alias is not valid for this api.")
+
+
+def limit_exceeded() -> ApiError:
+    return ApiError(
+        "Rejected.LimitExceeded", 400, "The request was rejected because user create resource limit was exceeded."
+    )
+
+
 def rejected_state(state: str) -> ApiError:
     """Reject a cryptographic call on a key in ``state`` (Disabled, PendingDeletion, PendingImport)."""
     return ApiError(
@@ -131,6 +153,16 @@ def rejected_state(state: str) -> ApiError:
 
 def state_modified_failed() -> ApiError:
     return ApiError("Rejected.StateModifiedFailed", 409, "Keystate modified failed.")
+
+
+# Authorization (RAM).
+
+def no_permission(resource_arn: str) -> ApiError:
+    # The real KMS message names the resource ARN (the API reference prints a shorter
+    # text without it); SDK users match on the code.
+    return ApiError(
+        "Forbidden.NoPermission", 403, f"This operation for {resource_arn} is forbidden by permission system."
+    )
 
 
 # Import.

@@ -6,6 +6,7 @@ one parse, one HMAC, one SQLite lookup and one AES-GCM call.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -18,8 +19,10 @@ from typing import Any
 
 import uvicorn
 
-from byok.emulator import errors
+from byok.emulator import errors, spec
 from byok.emulator.auth import (
+    API_VERSION,
+    RAM_API_VERSION,
     DEFAULT_MAX_CLOCK_SKEW_SECONDS,
     DEFAULT_NONCE_CACHE_SIZE,
     DEFAULT_NONCE_RETENTION_SECONDS,
@@ -30,7 +33,11 @@ from byok.emulator.auth import (
 from byok.emulator.clock import EmulatedClock
 from byok.emulator.crypto import MasterKey
 from byok.emulator.errors import ApiError
+from byok.emulator.faults import Fault, FaultInjector
 from byok.emulator.handlers import CallContext, KmsHandlers
+from byok.emulator.policy import Permissions
+from byok.emulator.ram import RamHandlers
+from byok.emulator.store_ram import RamStore
 from byok.emulator.store import AccessKey, Store
 from byok.errors import ConfigError
 from byok.secrets import write_secret_file
@@ -54,8 +61,18 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 class EmulatorApp:
     """The ASGI application: parse, authenticate, dispatch and reply in the KMS JSON envelope."""
 
-    def __init__(self, handlers: KmsHandlers, authenticator: Authenticator, region: str) -> None:
-        self._actions = handlers.actions
+    def __init__(
+        self,
+        handlers: KmsHandlers,
+        authenticator: Authenticator,
+        region: str,
+        ram_handlers: RamHandlers,
+        ram_store: RamStore,
+        faults: FaultInjector | None = None,
+    ) -> None:
+        self._actions = {API_VERSION: handlers.actions, RAM_API_VERSION: ram_handlers.actions}
+        self._ram_store = ram_store
+        self._faults = faults
         self._authenticator = authenticator
         self._region = region
         self._host_id = f"kms.{region}.aliyuncs.com"
@@ -65,6 +82,7 @@ class EmulatorApp:
             return
         request_id = str(uuid.uuid4())
         action = "-"
+        extra_headers: list[tuple[bytes, bytes]] = []
         try:
             body = await _read_body(receive)
             method = scope["method"]
@@ -76,17 +94,36 @@ class EmulatorApp:
             action = request.params.get("Action") or request.headers.get("x-acs-action") or "-"
             auth = self._authenticator.authenticate(request)
             action = auth.action
-            context = CallContext(auth.access_key.account_id, self._region, request_id)
-            result = self._actions[action](context, request.params)
+            fault = self._faults.pick(action) if self._faults is not None else None
+            if fault is not None:
+                await self._apply_fault(fault, action, request_id, send)
+            if auth.version == API_VERSION:
+                spec.validate(action, request.params)
+            context = CallContext(
+                auth.access_key.account_id,
+                self._region,
+                request_id,
+                action,
+                permissions=self._permissions(auth.access_key),
+                service="kms" if auth.version == API_VERSION else "ram",
+            )
+            result = self._actions[auth.version][action](context, request.params)
+            if not context.authorized:
+                # A handler that skipped its RAM check is a bug; never answer 200 for it.
+                logger.error("%s returned without a RAM authorization check [RequestId %s]", action, request_id)
+                raise errors.internal_failure()
             result["RequestId"] = request_id
             status = 200
         except ApiError as error:
             status = error.http_status
             result = self._error_body(error, request_id)
+            extra_headers = error.headers
             if error.log_message:
                 logger.info("%s %s (HTTP %d): %s [RequestId %s]", action, error.code, status, error.message, request_id)
             else:
                 logger.info("%s %s (HTTP %d) [RequestId %s]", action, error.code, status, request_id)
+        except _DropConnection:
+            raise
         except Exception:
             logger.exception("%s failed with an unexpected error [RequestId %s]", action, request_id)
             error = errors.internal_failure()
@@ -101,10 +138,32 @@ class EmulatorApp:
                     *_JSON_HEADERS,
                     (b"content-length", str(len(payload)).encode("ascii")),
                     (b"x-acs-request-id", request_id.encode("ascii")),
+                    *extra_headers,
                 ],
             }
         )
         await send({"type": "http.response.body", "body": payload})
+
+    async def _apply_fault(self, fault: Fault, action: str, request_id: str, send: Send) -> None:
+        """Wait, drop the connection or raise the fault's error, as ``byok emulator faults`` set it."""
+        if fault.latency_ms:
+            await asyncio.sleep(fault.latency_ms / 1000)
+        if fault.drop_connection:
+            logger.info("%s: dropping the connection (injected fault) [RequestId %s]", action, request_id)
+            # Announce a body that never comes; uvicorn then closes the connection, and
+            # the client sees the response cut short.
+            await send(
+                {"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"1048576")]}
+            )
+            raise _DropConnection
+        if fault.code is not None:
+            raise fault.error()
+
+    def _permissions(self, access_key: AccessKey) -> Permissions | None:
+        """Return the RAM user's permissions, or None for the root AccessKey, which may do everything."""
+        if access_key.user_name is None:
+            return None
+        return self._ram_store.permissions(access_key.account_id, access_key.user_name)
 
     def _error_body(self, error: ApiError, request_id: str) -> dict[str, Any]:
         # Shape of the Alibaba Cloud API gateway error body.
@@ -116,6 +175,10 @@ class EmulatorApp:
             "Message": error.message,
             "Recommend": f"https://api.aliyun.com/troubleshoot?q={error.code}&product=Kms&requestId={request_id}",
         }
+
+
+class _DropConnection(Exception):
+    """Raised after a partial response so that uvicorn closes the connection."""
 
 
 async def _read_body(receive: Receive) -> bytes:
@@ -179,14 +242,18 @@ def open_emulator(options: ServeOptions) -> Emulator:
     store = Store(data_dir, master_key)
     root = store.ensure_root_account()
     _write_root_secret(options.secret_file(), root)
-    handlers = KmsHandlers(store, EmulatedClock(data_dir))
+    clock = EmulatedClock(data_dir)
+    handlers = KmsHandlers(store, clock, options.region)
+    ram_store = RamStore(store)
+    ram_handlers = RamHandlers(ram_store, clock)
     authenticator = Authenticator(
         store,
-        handlers.actions,
+        {API_VERSION: handlers.actions, RAM_API_VERSION: ram_handlers.actions},
         max_clock_skew_seconds=options.max_clock_skew_seconds,
         nonce_cache=NonceCache(options.nonce_retention_seconds, options.nonce_cache_size),
     )
-    return Emulator(EmulatorApp(handlers, authenticator, options.region), store, root)
+    app = EmulatorApp(handlers, authenticator, options.region, ram_handlers, ram_store, FaultInjector(data_dir))
+    return Emulator(app, store, root)
 
 
 def _write_root_secret(path: Path, root: AccessKey) -> None:

@@ -13,10 +13,11 @@ import secrets
 import sqlite3
 import string
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
@@ -74,6 +75,54 @@ CREATE TABLE IF NOT EXISTS import_tokens (
     created_at REAL NOT NULL,
     expires_at REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS aliases (
+    account_id TEXT NOT NULL,
+    region TEXT NOT NULL,
+    alias_name TEXT NOT NULL,
+    key_id TEXT NOT NULL REFERENCES keys(key_id),
+    sequence INTEGER NOT NULL,
+    PRIMARY KEY (account_id, region, alias_name)
+);
+CREATE INDEX IF NOT EXISTS aliases_by_key ON aliases (key_id);
+CREATE TABLE IF NOT EXISTS ram_users (
+    account_id TEXT NOT NULL,
+    user_name TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    display_name TEXT NOT NULL,
+    mobile_phone TEXT NOT NULL,
+    email TEXT NOT NULL,
+    comments TEXT NOT NULL,
+    create_date REAL NOT NULL,
+    update_date REAL NOT NULL,
+    PRIMARY KEY (account_id, user_name)
+);
+CREATE TABLE IF NOT EXISTS ram_access_keys (
+    access_key_id TEXT PRIMARY KEY REFERENCES access_keys(access_key_id),
+    account_id TEXT NOT NULL,
+    user_name TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS ram_policies (
+    account_id TEXT NOT NULL,
+    policy_name TEXT NOT NULL,
+    document TEXT NOT NULL,
+    description TEXT NOT NULL,
+    create_date REAL NOT NULL,
+    PRIMARY KEY (account_id, policy_name)
+);
+CREATE TABLE IF NOT EXISTS ram_user_policies (
+    account_id TEXT NOT NULL,
+    user_name TEXT NOT NULL,
+    policy_name TEXT NOT NULL,
+    policy_type TEXT NOT NULL,
+    attach_date REAL NOT NULL,
+    PRIMARY KEY (account_id, user_name, policy_type, policy_name)
+);
+CREATE TABLE IF NOT EXISTS tags (
+    key_id TEXT NOT NULL REFERENCES keys(key_id),
+    tag_key TEXT NOT NULL,
+    tag_value TEXT NOT NULL,
+    PRIMARY KEY (key_id, tag_key)
+);
 """
 
 _ALPHANUMERIC = string.ascii_letters + string.digits
@@ -81,6 +130,14 @@ _ALPHANUMERIC = string.ascii_letters + string.digits
 
 class MaterialMismatch(Exception):
     """A re-import carries material other than the material the key was first bound to."""
+
+
+class AliasExists(Exception):
+    """CreateAlias named an alias that already exists in the account and region."""
+
+
+class TagLimitExceeded(Exception):
+    """TagResource would leave a key with more tags than the limit."""
 
 
 class KeyStateConflict(Exception):
@@ -93,10 +150,13 @@ class KeyStateConflict(Exception):
 
 @dataclass(frozen=True)
 class AccessKey:
+    """An AccessKey; ``user_name`` is the RAM user that owns it, None for the account's root key."""
+
     access_key_id: str
     account_id: str
     secret: Secret
     status: str
+    user_name: str | None = None
 
 
 @dataclass(frozen=True)
@@ -119,6 +179,30 @@ class KeyRecord:
     @property
     def arn(self) -> str:
         return f"acs:kms:{self.region}:{self.account_id}:key/{self.key_id}"
+
+
+@dataclass(frozen=True)
+class AliasRecord:
+    alias_name: str
+    key_id: str
+    account_id: str
+    region: str
+
+    @property
+    def arn(self) -> str:
+        return f"acs:kms:{self.region}:{self.account_id}:{self.alias_name}"
+
+
+@dataclass(frozen=True)
+class KeyVersionRecord:
+    key_id: str
+    key_version_id: str
+    creation_date: float
+
+
+# Decides a state change inside the transaction: receives the stored (state, delete date,
+# whether the primary version has material) and returns the columns to update.
+StateDecision = Callable[[str, "float | None", bool], dict[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -205,15 +289,20 @@ class Store:
         if cached is not None:
             return cached
         row = self._connection.execute(
-            "SELECT account_id, secret_sealed, status FROM access_keys WHERE access_key_id = ?",
+            "SELECT a.account_id, a.secret_sealed, a.status, a.is_root, r.user_name FROM access_keys a "
+            "LEFT JOIN ram_access_keys r ON r.access_key_id = a.access_key_id WHERE a.access_key_id = ?",
             (access_key_id,),
         ).fetchone()
         if row is None:
             return None
         secret_value = self._master_key.open(row[1], f"access_key/{access_key_id}").decode("utf-8")
-        access_key = AccessKey(access_key_id, row[0], Secret(secret_value, f"AccessKey secret of {access_key_id}"), row[2])
-        # NOTE: cached for the life of the process; nothing changes access keys yet.
-        self._access_keys[access_key_id] = access_key
+        access_key = AccessKey(
+            access_key_id, row[0], Secret(secret_value, f"AccessKey secret of {access_key_id}"), row[2], row[4]
+        )
+        # Only the root key is cached: RAM users' keys can be deleted by another process
+        # sharing the data directory, so they are read from the database on every request.
+        if row[3]:
+            self._access_keys[access_key_id] = access_key
         return access_key
 
     # Keys.
@@ -326,14 +415,16 @@ class Store:
                 raise KeyStateConflict(state)
             if bound_fingerprint is None:
                 connection.execute(
-                    "UPDATE key_versions SET material_sealed = ? WHERE key_version_id = ?",
-                    (self._master_key.seal(material, f"key_version/{version_id}"), version_id),
-                )
-                connection.execute(
                     "UPDATE keys SET material_fingerprint = ? WHERE key_id = ?", (fingerprint, key_id)
                 )
             elif not fingerprints_equal(bound_fingerprint, fingerprint):
                 raise MaterialMismatch(key_id)
+            # Sealed again on every import because DeleteKeyMaterial and expiry drop the
+            # stored copy; the fingerprint check above guarantees it is the same material.
+            connection.execute(
+                "UPDATE key_versions SET material_sealed = ? WHERE key_version_id = ?",
+                (self._master_key.seal(material, f"key_version/{version_id}"), version_id),
+            )
             new_state = "Enabled" if state == "PendingImport" else state
             connection.execute(
                 "UPDATE keys SET state = ?, material_expire_unix = ? WHERE key_id = ?",
@@ -346,3 +437,152 @@ class Store:
             "SELECT key_id FROM key_versions WHERE key_version_id = ?", (key_version_id,)
         ).fetchone()
         return None if row is None else row[0]
+
+    # State changes. Each one reads and writes inside one BEGIN IMMEDIATE transaction, so
+    # the state table is applied to the state the change actually replaces.
+
+    def change_key_state(self, key_id: str, decide: StateDecision) -> dict[str, Any]:
+        """Apply ``decide`` to the stored key and write the columns it returns.
+
+        ``decide`` raises KeyStateConflict to reject the change. The pseudo-column
+        ``drop_material`` (True) deletes the sealed material of every version of the key.
+        Returns the applied updates.
+        """
+        with self._transaction() as connection:
+            row = connection.execute(
+                "SELECT k.state, k.delete_date, v.material_sealed IS NOT NULL FROM keys k "
+                "JOIN key_versions v ON v.key_version_id = k.primary_key_version WHERE k.key_id = ?",
+                (key_id,),
+            ).fetchone()
+            if row is None:
+                raise KeyError(key_id)
+            updates = dict(decide(row[0], row[1], bool(row[2])))
+            drop_material = updates.pop("drop_material", False)
+            if updates:
+                assignments = ", ".join(f"{column} = ?" for column in updates)
+                connection.execute(f"UPDATE keys SET {assignments} WHERE key_id = ?", (*updates.values(), key_id))
+            if drop_material:
+                connection.execute("UPDATE key_versions SET material_sealed = NULL WHERE key_id = ?", (key_id,))
+        if drop_material:
+            self._forget_ciphers(key_id)
+            updates["drop_material"] = True
+        return updates
+
+    def _forget_ciphers(self, key_id: str) -> None:
+        for version_id, (owner, _) in list(self._version_ciphers.items()):
+            if owner == key_id:
+                del self._version_ciphers[version_id]
+
+    def destroy_key(self, key_id: str, now: float) -> bool:
+        """Delete a PendingDeletion key whose window ended, with its versions, aliases, tags and tokens.
+
+        Returns True if the key was destroyed by this call or earlier, False if it still exists.
+        """
+        with self._transaction() as connection:
+            row = connection.execute("SELECT state, delete_date FROM keys WHERE key_id = ?", (key_id,)).fetchone()
+            if row is None:
+                return True
+            state, delete_date = row
+            if state != "PendingDeletion" or delete_date is None or delete_date > now:
+                return False
+            for table in ("aliases", "tags", "import_tokens", "key_versions"):
+                connection.execute(f"DELETE FROM {table} WHERE key_id = ?", (key_id,))
+            connection.execute("DELETE FROM keys WHERE key_id = ?", (key_id,))
+        self._forget_ciphers(key_id)
+        logger.info("destroyed key %s: its deletion window ended", key_id)
+        return True
+
+    def list_key_versions(self, key_id: str) -> list[KeyVersionRecord]:
+        rows = self._connection.execute(
+            "SELECT key_id, key_version_id, creation_date FROM key_versions WHERE key_id = ? "
+            "ORDER BY creation_date, key_version_id",
+            (key_id,),
+        ).fetchall()
+        return [KeyVersionRecord(*row) for row in rows]
+
+    # Aliases.
+
+    def get_alias(self, account_id: str, region: str, alias_name: str) -> AliasRecord | None:
+        row = self._connection.execute(
+            "SELECT alias_name, key_id, account_id, region FROM aliases "
+            "WHERE account_id = ? AND region = ? AND alias_name = ?",
+            (account_id, region, alias_name),
+        ).fetchone()
+        return None if row is None else AliasRecord(*row)
+
+    def list_aliases(self, account_id: str, region: str, key_id: str | None = None) -> list[AliasRecord]:
+        query = "SELECT alias_name, key_id, account_id, region FROM aliases WHERE account_id = ? AND region = ?"
+        arguments: tuple[str, ...] = (account_id, region)
+        if key_id is not None:
+            query += " AND key_id = ?"
+            arguments += (key_id,)
+        rows = self._connection.execute(query + " ORDER BY sequence", arguments).fetchall()
+        return [AliasRecord(*row) for row in rows]
+
+    def create_alias(self, alias: AliasRecord, decide: StateDecision) -> None:
+        """Insert an alias after ``decide`` accepted the target key's state; raise AliasExists if taken."""
+        with self._transaction() as connection:
+            self._check_key_state(connection, alias.key_id, decide)
+            if connection.execute(
+                "SELECT 1 FROM aliases WHERE account_id = ? AND region = ? AND alias_name = ?",
+                (alias.account_id, alias.region, alias.alias_name),
+            ).fetchone():
+                raise AliasExists(alias.alias_name)
+            sequence = connection.execute("SELECT COALESCE(MAX(sequence), 0) + 1 FROM aliases").fetchone()[0]
+            connection.execute(
+                "INSERT INTO aliases VALUES (?, ?, ?, ?, ?)",
+                (alias.account_id, alias.region, alias.alias_name, alias.key_id, sequence),
+            )
+
+    def update_alias(self, alias: AliasRecord, decide: StateDecision) -> bool:
+        """Point an existing alias at another key; return False if the alias does not exist."""
+        with self._transaction() as connection:
+            self._check_key_state(connection, alias.key_id, decide)
+            cursor = connection.execute(
+                "UPDATE aliases SET key_id = ? WHERE account_id = ? AND region = ? AND alias_name = ?",
+                (alias.key_id, alias.account_id, alias.region, alias.alias_name),
+            )
+            return cursor.rowcount == 1
+
+    def delete_alias(self, account_id: str, region: str, alias_name: str) -> bool:
+        with self._transaction() as connection:
+            cursor = connection.execute(
+                "DELETE FROM aliases WHERE account_id = ? AND region = ? AND alias_name = ?",
+                (account_id, region, alias_name),
+            )
+            return cursor.rowcount == 1
+
+    @staticmethod
+    def _check_key_state(connection: sqlite3.Connection, key_id: str, decide: StateDecision) -> None:
+        row = connection.execute(
+            "SELECT k.state, k.delete_date, v.material_sealed IS NOT NULL FROM keys k "
+            "JOIN key_versions v ON v.key_version_id = k.primary_key_version WHERE k.key_id = ?",
+            (key_id,),
+        ).fetchone()
+        if row is None:
+            raise KeyError(key_id)
+        decide(row[0], row[1], bool(row[2]))
+
+    # Tags.
+
+    def list_tags(self, key_id: str) -> list[tuple[str, str]]:
+        rows = self._connection.execute(
+            "SELECT tag_key, tag_value FROM tags WHERE key_id = ? ORDER BY tag_key", (key_id,)
+        ).fetchall()
+        return [(row[0], row[1]) for row in rows]
+
+    def put_tags(self, key_id: str, tags: list[tuple[str, str]], limit: int) -> None:
+        """Add or overwrite tags; raise TagLimitExceeded if the key would have more than ``limit``."""
+        with self._transaction() as connection:
+            for tag_key, tag_value in tags:
+                connection.execute(
+                    "INSERT INTO tags VALUES (?, ?, ?) ON CONFLICT (key_id, tag_key) DO UPDATE SET tag_value = excluded.tag_value",
+                    (key_id, tag_key, tag_value),
+                )
+            count = connection.execute("SELECT COUNT(*) FROM tags WHERE key_id = ?", (key_id,)).fetchone()[0]
+            if count > limit:
+                raise TagLimitExceeded(key_id)
+
+    def delete_tags(self, key_id: str, tag_keys: list[str]) -> None:
+        with self._transaction() as connection:
+            connection.executemany("DELETE FROM tags WHERE key_id = ? AND tag_key = ?", [(key_id, k) for k in tag_keys])

@@ -73,6 +73,18 @@ def _explain(
     name = CKR_NAMES.get(ckr, "")
     wrapping = operation == "C_WrapKey"
 
+    if operation.startswith("C_Decrypt") and name in (
+        "CKR_ENCRYPTED_DATA_INVALID",
+        "CKR_ENCRYPTED_DATA_LEN_RANGE",
+        "CKR_GENERAL_ERROR",
+    ):
+        return _Explanation(
+            "the AES-GCM tag did not verify: the key, the IV, the additional data (the "
+            "EncryptionContext) or the ciphertext differs from what was encrypted; SoftHSM2 2.6.1 "
+            "reports a failed tag check as CKR_GENERAL_ERROR",
+            "decrypt with the AES key whose material KMS holds, the IV from the blob and the same "
+            "EncryptionContext that Encrypt used",
+        )
     if name == "CKR_KEY_FUNCTION_NOT_PERMITTED":
         if wrapping:
             return _Explanation(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 from pathlib import Path
@@ -19,8 +20,18 @@ def softhsm_dir(state_dir: Path) -> Path:
     return Path(state_dir).resolve() / "softhsm2"
 
 
-def softhsm_conf_path(state_dir: Path) -> Path:
-    return softhsm_dir(state_dir) / "softhsm2.conf"
+def softhsm_conf_path(state_dir: Path, mechanisms: str | None = None) -> Path:
+    """Return the configuration file for a ``slots.mechanisms`` value.
+
+    Every profile shares the token folder, but a profile that restricts mechanisms
+    (softhsm-fips) gets its own file, named after the restriction, so switching
+    profiles never rewrites the configuration another profile uses.
+    """
+    value = slots_mechanisms_value(mechanisms)
+    if value == "ALL":
+        return softhsm_dir(state_dir) / "softhsm2.conf"
+    digest = hashlib.sha256(value.encode("utf-8")).hexdigest()[:12]
+    return softhsm_dir(state_dir) / f"softhsm2-mechanisms-{digest}.conf"
 
 
 def softhsm_token_dir(state_dir: Path) -> Path:
@@ -74,7 +85,7 @@ def ensure_softhsm_conf(settings: HsmSettings, state_dir: Path) -> Path:
     token_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     os.chmod(token_dir, 0o700)
 
-    path = softhsm_conf_path(state_dir)
+    path = softhsm_conf_path(state_dir, settings.mechanisms)
     text = softhsm_conf_text(state_dir, settings.mechanisms)
     current = path.read_text(encoding="utf-8") if path.exists() else None
     if current != text:

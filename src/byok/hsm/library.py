@@ -38,6 +38,9 @@ class LoadedModule:
     softhsm_conf: str | None
     conf_fingerprint: str | None
     open_sessions: int = 0
+    # Totals over the life of the process, for the per-scenario session hygiene check.
+    sessions_opened: int = 0
+    sessions_closed: int = 0
     # PKCS#11 login state belongs to the application, not to one session, so byok counts
     # the sessions that need the user login on each slot and logs out after the last.
     logins: dict[int, int] = field(default_factory=dict)
@@ -136,3 +139,38 @@ def reload_module(entry: LoadedModule, *, softhsm_conf: Path | None = None, reas
             reason,
             entry.softhsm_conf,
         )
+
+
+def open_session_counts() -> dict[str, int]:
+    """Return {module path: sessions byok opened and has not closed} for every loaded module."""
+    with _lock:
+        return {path: entry.open_sessions for path, entry in _modules.items()}
+
+
+def loaded_modules() -> list[str]:
+    """Return the paths of the modules loaded in this process."""
+    with _lock:
+        return list(_modules)
+
+
+def unload_module_if_loaded(path: str | None) -> None:
+    """C_Finalize and forget the module at ``path``; the next ``load_module`` initializes it again.
+
+    opencryptoki's module is attached to pkcsslotd's shared memory, so it is unloaded
+    before that daemon stops. Raises HsmError while a session of this process is open.
+    """
+    if path is None:
+        return
+    with _lock:
+        entry = _modules.get(path)
+        if entry is None:
+            return
+        if entry.open_sessions:
+            raise HsmError(
+                f"cannot unload PKCS#11 module {path} while {entry.open_sessions} session(s) of this process are open",
+                operation="C_Finalize",
+                fix="close the sessions first",
+            )
+        entry.lib.unload()
+        del _modules[path]
+        logger.info("Unloaded PKCS#11 module %s", path)

@@ -10,17 +10,19 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
+import secrets
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import PyKCS11
 import PyKCS11.LowLevel
 from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-from byok.errors import ConfigError, HsmError, KeyFormatError
-from byok.hsm import library, templates
+from byok.errors import BlockedByEnvironment, ConfigError, HsmError, KeyFormatError
+from byok.hsm import gcm, library, templates
 from byok.hsm.attributes import (
     BOOLEAN_ATTRIBUTES,
     attribute_type,
@@ -31,6 +33,7 @@ from byok.hsm.attributes import (
 )
 from byok.hsm.ckr import ckr_name, hsm_error_for_ckr, translate_error
 from byok.hsm.config import ensure_softhsm_conf, is_managed_softhsm
+from byok.hsm.fips import FipsState, check_wrap_allowed
 from byok.hsm.mechanisms import WrapMechanism, mechanism_name
 from byok.profile import WRAP_ATTRIBUTE_MODES, HsmSettings, resolve_module
 from byok.secrets import Secret
@@ -80,6 +83,10 @@ AES_KEY_READBACK = (
     "CKA_DERIVE",
     "CKA_MODIFIABLE",
 )
+
+# CK_GCM_PARAMS as KMS uses them: a 96-bit IV and a 128-bit tag after the ciphertext.
+GCM_IV_BYTES = 12
+GCM_TAG_BYTES = 16
 
 _TOKEN_FLAG_NAMES = PyKCS11.CK_TOKEN_INFO.flags_dict
 _MECHANISM_FLAG_NAMES = PyKCS11.CK_MECHANISM_INFO.flags_dict
@@ -132,6 +139,11 @@ class Hsm:
         self.settings = settings
         self.module_path = module_path
         self.softhsm_conf = softhsm_conf
+        # Set by capability negotiation; sessions refuse what FIPS mode forbids once it is known.
+        self.fips_state: FipsState | None = None
+        # Set by capability negotiation: {WrappingAlgorithm: why the token cannot wrap with it}.
+        # A session raises BlockedByEnvironment for these instead of calling C_WrapKey.
+        self.blocked_wraps: dict[str, str] = {}
 
     @classmethod
     def open(cls, settings: HsmSettings, state_dir: Path) -> Hsm:
@@ -288,6 +300,10 @@ class Hsm:
             flag_names=_flag_names(int(info.flags), _MECHANISM_FLAG_NAMES),
         )
 
+    def is_logged_in(self) -> bool:
+        """Return whether a session of this process is logged in to the token as the user."""
+        return self._module().logins.get(self._find_slot(), 0) > 0
+
     # Sessions -------------------------------------------------------------------------
 
     @contextlib.contextmanager
@@ -314,11 +330,12 @@ class Hsm:
             ) from None
 
         module.open_sessions += 1
+        module.sessions_opened += 1
         logged_in = False
         try:
             self._login(module, pk_session, slot, pin)
             logged_in = True
-            yield HsmSession(pk_session, self.settings)
+            yield HsmSession(pk_session, self.settings, self)
         finally:
             if logged_in:
                 self._logout(module, pk_session, slot)
@@ -329,6 +346,7 @@ class Hsm:
                     "C_CloseSession on token %r failed: %s", self.token_label, ckr_name(error.value)
                 )
             module.open_sessions -= 1
+            module.sessions_closed += 1
 
     def _login(
         self, module: library.LoadedModule, pk_session: PyKCS11.Session, slot: int, pin: Secret
@@ -359,9 +377,22 @@ class Hsm:
 class HsmSession:
     """A logged-in read/write session; created only by ``Hsm.session``."""
 
-    def __init__(self, pk_session: PyKCS11.Session, settings: HsmSettings) -> None:
+    def __init__(
+        self, pk_session: PyKCS11.Session, settings: HsmSettings, token: Hsm | None = None
+    ) -> None:
         self._session = pk_session
         self._settings = settings
+        # Read at each wrap, because negotiation may finish after this session opened.
+        self._token = token
+
+    @property
+    def fips_state(self) -> FipsState | None:
+        return self._token.fips_state if self._token is not None else None
+
+    def _check_not_blocked(self, mechanism: WrapMechanism) -> None:
+        reason = self._token.blocked_wraps.get(mechanism.algorithm) if self._token is not None else None
+        if reason is not None:
+            raise BlockedByEnvironment(reason)
 
     # Object lookup ----------------------------------------------------------------------
 
@@ -649,6 +680,66 @@ class HsmSession:
             ) from None
         logger.info("Set %s=%r on %s %r", attribute, value, object_class_name(class_value), label)
 
+    def create_rsa_public_key(
+        self, public_key: rsa.RSAPublicKey, label: str, *, wrap: bool, token: bool = False
+    ) -> dict[str, Any]:
+        """Create an RSA public key object with CKA_WRAP as given and return its read-back attributes.
+
+        Unlike ``import_wrapping_public_key`` this keeps CKA_WRAP=false when asked, for the
+        negative control that such a key cannot wrap. Raises HsmError when the read-back
+        CKA_WRAP differs, after destroying the object.
+        """
+        numbers = public_key.public_numbers()
+        modulus = numbers.n.to_bytes((numbers.n.bit_length() + 7) // 8, "big")
+        template = templates.public_key_template(
+            self._settings.family,
+            modulus=modulus,
+            public_exponent=numbers.e.to_bytes((numbers.e.bit_length() + 7) // 8, "big"),
+            label=label,
+            key_id=hashlib.sha1(modulus).digest(),
+            token=token,
+            wrap=wrap,
+        )
+        try:
+            handle = self._session.createObject(template)
+        except PyKCS11.PyKCS11Error as error:
+            raise translate_error(
+                error, operation="C_CreateObject(CKO_PUBLIC_KEY)", labels=[label]
+            ) from None
+        table = self._read(handle, PUBLIC_KEY_READBACK, label)
+        self._check_readback(handle, label, table, {"CKA_WRAP": wrap}, "public key")
+        return table
+
+    def key_separation_violations(self) -> list[dict[str, Any]]:
+        """Return the objects visible in this session that have both CKA_WRAP and CKA_DECRYPT true.
+
+        Such a key lets anyone with the session wrap a sensitive key and decrypt the
+        result in clear (the Tookan "wrap and decrypt" attack). Attributes the token
+        does not support count as false.
+        """
+        violations = []
+        for handle in self._find(None, None):
+            values: dict[str, Any] = {}
+            for name in ("CKA_LABEL", "CKA_CLASS", "CKA_WRAP", "CKA_DECRYPT"):
+                rv, value = read_raw_attribute(self._session, handle, attribute_type(name))
+                values[name] = display_value(name, value) if rv == PyKCS11.CKR_OK else None
+            if values["CKA_WRAP"] is True and values["CKA_DECRYPT"] is True:
+                violations.append({"label": values["CKA_LABEL"], "class": values["CKA_CLASS"]})
+        return violations
+
+    def private_keys_with_modulus(self, modulus: bytes) -> list[str | None]:
+        """Return the labels of private keys visible in this session whose CKA_MODULUS is ``modulus``."""
+        wanted = bytes(modulus).lstrip(b"\x00")
+        labels = []
+        for handle in self._find(None, PyKCS11.CKO_PRIVATE_KEY):
+            rv, value = read_raw_attribute(self._session, handle, PyKCS11.CKA_MODULUS)
+            if rv != PyKCS11.CKR_OK or value is None:
+                continue
+            if bytes(value).lstrip(b"\x00") == wanted:
+                rv, label = read_raw_attribute(self._session, handle, PyKCS11.CKA_LABEL)
+                labels.append(display_value("CKA_LABEL", label) if rv == PyKCS11.CKR_OK else None)
+        return labels
+
     def find_objects(
         self, label: str | None = None, object_class: str | int | None = None
     ) -> list[dict[str, Any]]:
@@ -703,10 +794,14 @@ class HsmSession:
 
         Raises HsmError for CKM_RSA_X_509 before any call: raw RSA has no padding, so it
         is no key transport scheme (opencryptoki 3.8.1 accepts it and returns the key
-        behind 224 zero bytes).
+        behind 224 zero bytes). Raises FipsModeRefusal for CKM_RSA_PKCS, also before any
+        call, when the token is known to be in FIPS mode, and BlockedByEnvironment when
+        capability negotiation found that the token cannot wrap with the mechanism.
         """
         if not isinstance(mechanism, WrapMechanism):
             raise TypeError("mechanism must be a WrapMechanism from byok.hsm.wrap_mechanism_for")
+        check_wrap_allowed(mechanism, self.fips_state, self._settings.token_label)
+        self._check_not_blocked(mechanism)
         if mechanism.mechanism == PyKCS11.CKM_RSA_X_509:
             raise HsmError(
                 "C_WrapKey with CKM_RSA_X_509 was rejected before calling the token: raw RSA without "
@@ -736,3 +831,184 @@ class HsmSession:
             len(blob),
         )
         return blob
+
+    # Decryption with the AES key ----------------------------------------------------------
+
+    def decrypt_aes_gcm(
+        self, key_label: str, iv: bytes, ciphertext_and_tag: bytes, aad: bytes = b""
+    ) -> bytes:
+        """Decrypt AES-GCM data with the secret key ``key_label`` through C_Decrypt(CKM_AES_GCM).
+
+        The parameters are CK_GCM_PARAMS with a 12-byte IV, ``aad`` as additional
+        authenticated data and a 128-bit tag that ends ``ciphertext_and_tag``
+        (PKCS#11 2.40 section 2.14.3). Decrypting a KMS CiphertextBlob this way proves
+        that KMS has the same key as the HSM. Raises HsmError when the tag does not
+        verify (CKR_ENCRYPTED_DATA_INVALID; SoftHSM2 2.6.1 returns CKR_GENERAL_ERROR), and
+        BlockedByEnvironment when the token has no CKM_AES_GCM (CKR_MECHANISM_INVALID).
+        On opencryptoki, whose soft token has no CKM_AES_GCM, the GCM arithmetic runs in
+        software over C_Encrypt(CKM_AES_ECB) blocks instead (byok.hsm.gcm).
+        """
+        if not isinstance(iv, bytes) or len(iv) != GCM_IV_BYTES:
+            raise ConfigError(
+                f"the AES-GCM IV must be {GCM_IV_BYTES} bytes, not "
+                f"{len(iv) if isinstance(iv, bytes) else type(iv).__name__}",
+                fix="pass the 12 bytes that follow the 36-byte key version id in the CiphertextBlob",
+            )
+        if not isinstance(ciphertext_and_tag, bytes) or len(ciphertext_and_tag) < GCM_TAG_BYTES:
+            raise ConfigError(
+                f"the AES-GCM input must be bytes of at least {GCM_TAG_BYTES} bytes "
+                "(ciphertext followed by the 16-byte tag)",
+                fix="pass everything after the IV in the CiphertextBlob",
+            )
+        if not isinstance(aad, bytes):
+            raise ConfigError(
+                f"the AES-GCM additional data must be bytes, not {type(aad).__name__}",
+                fix="pass the canonical EncryptionContext JSON encoded as UTF-8, or b''",
+            )
+        key = self._find_one(key_label, PyKCS11.CKO_SECRET_KEY, "AES key")
+        mechanism = PyKCS11.AES_GCM_Mechanism(iv, aad, GCM_TAG_BYTES * 8)
+        try:
+            plaintext = self._session.decrypt(key, ciphertext_and_tag, mechanism)
+        except PyKCS11.PyKCS11Error as error:
+            if error.value == PyKCS11.CKR_MECHANISM_INVALID and self._settings.family == "opencryptoki":
+                # The opencryptoki 3.8.1 soft token lists no CKM_AES_GCM (observed), but has CKM_AES_ECB.
+                return self._decrypt_gcm_with_ecb(key, key_label, iv, ciphertext_and_tag, aad)
+            if error.value == PyKCS11.CKR_MECHANISM_INVALID:
+                raise BlockedByEnvironment(
+                    f"token {self._settings.token_label!r} cannot decrypt with CKM_AES_GCM: C_Decrypt "
+                    "returned CKR_MECHANISM_INVALID, so the token does not implement AES-GCM",
+                    fix="run this check on a token with CKM_AES_GCM (SoftHSM2, SafeNet Luna)",
+                ) from None
+            raise translate_error(
+                error, operation="C_Decrypt(CKM_AES_GCM)", labels=[key_label]
+            ) from None
+        logger.info(
+            "Decrypted %d bytes of AES-GCM data with %r", len(ciphertext_and_tag), key_label
+        )
+        return bytes(plaintext)
+
+    def _decrypt_gcm_with_ecb(
+        self, key: Any, key_label: str, iv: bytes, ciphertext_and_tag: bytes, aad: bytes
+    ) -> bytes:
+        """AES-GCM from C_Encrypt(CKM_AES_ECB) blocks, for test tokens without CKM_AES_GCM (see byok.hsm.gcm)."""
+        operation = "C_Decrypt(CKM_AES_GCM from C_Encrypt(CKM_AES_ECB))"
+
+        def encrypt_blocks(blocks: bytes) -> bytes:
+            try:
+                return bytes(self._session.encrypt(key, blocks, PyKCS11.Mechanism(PyKCS11.CKM_AES_ECB)))
+            except PyKCS11.PyKCS11Error as error:
+                raise translate_error(error, operation=operation, labels=[key_label]) from None
+
+        plaintext = gcm.decrypt_with_block_cipher(encrypt_blocks, iv, ciphertext_and_tag, aad, GCM_TAG_BYTES)
+        if plaintext is None:
+            raise hsm_error_for_ckr(
+                PyKCS11.CKR_ENCRYPTED_DATA_INVALID, operation=operation, labels=[key_label]
+            )
+        logger.info(
+            "Decrypted %d bytes of AES-GCM data with %r through CKM_AES_ECB blocks (token has no CKM_AES_GCM)",
+            len(ciphertext_and_tag),
+            key_label,
+        )
+        return plaintext
+
+    # Throw-away wrap for capability negotiation -------------------------------------------
+
+    def trial_wrap(self, mechanism: WrapMechanism, public_key: rsa.RSAPublicKey) -> TrialWrap:
+        """Wrap a new session AES-256 key under ``public_key`` imported as a session object.
+
+        Both objects are session objects labelled ``byok-probe-<random>`` and are destroyed
+        before returning, also after errors. The result carries the key check value of
+        the AES key as the token computes it (CKA_CHECK_VALUE, or C_Encrypt(CKM_AES_ECB)
+        of a zero block where the token lacks that attribute), so the caller can confirm
+        the unwrapped value. Raises HsmError with the token's CKR when a call fails.
+        """
+        if mechanism.mechanism == PyKCS11.CKM_RSA_X_509:
+            raise HsmError(
+                "a trial wrap with CKM_RSA_X_509 was rejected before calling the token: raw RSA "
+                "without padding is not a key transport scheme",
+                operation="C_WrapKey",
+                fix="probe CKM_RSA_PKCS_OAEP or CKM_RSA_PKCS",
+            )
+        check_wrap_allowed(mechanism, self.fips_state, self._settings.token_label)
+        suffix = secrets.token_hex(6)
+        wrap_label = f"{PROBE_LABEL_PREFIX}wrap-{suffix}"
+        aes_label = f"{PROBE_LABEL_PREFIX}aes-{suffix}"
+        numbers = public_key.public_numbers()
+        public_template = templates.public_key_template(
+            self._settings.family,
+            modulus=numbers.n.to_bytes((numbers.n.bit_length() + 7) // 8, "big"),
+            public_exponent=numbers.e.to_bytes((numbers.e.bit_length() + 7) // 8, "big"),
+            label=wrap_label,
+            key_id=suffix.encode("ascii"),
+            token=False,
+            wrap=True,
+        )
+        aes_template = templates.aes_key_template(
+            self._settings.family,
+            label=aes_label,
+            key_id=suffix.encode("ascii"),
+            token=False,
+            extractable=True,
+        )
+        handles: list[tuple[Any, str]] = []
+        try:
+            try:
+                wrapping_key = self._session.createObject(public_template)
+            except PyKCS11.PyKCS11Error as error:
+                raise translate_error(
+                    error, operation="C_CreateObject(CKO_PUBLIC_KEY)", labels=[wrap_label]
+                ) from None
+            handles.append((wrapping_key, wrap_label))
+            try:
+                aes_key = self._session.generateKey(aes_template, PyKCS11.MechanismAESGENERATEKEY)
+            except PyKCS11.PyKCS11Error as error:
+                raise translate_error(
+                    error, operation="C_GenerateKey(CKM_AES_KEY_GEN)", labels=[aes_label]
+                ) from None
+            handles.append((aes_key, aes_label))
+            try:
+                blob = bytes(self._session.wrapKey(wrapping_key, aes_key, mechanism.to_pykcs11()))
+            except PyKCS11.PyKCS11Error as error:
+                raise translate_error(
+                    error, operation="C_WrapKey", labels=[wrap_label, aes_label], mechanism=mechanism
+                ) from None
+            check_value, check_source = self._key_check_value(aes_key, aes_label)
+        finally:
+            for handle, label in reversed(handles):
+                self._destroy_handle(handle, label)
+        return TrialWrap(mechanism=mechanism, blob=blob, check_value=check_value, check_source=check_source)
+
+    def _key_check_value(self, handle: Any, label: str) -> tuple[bytes | None, str]:
+        rv, value = read_raw_attribute(self._session, handle, PyKCS11.CKA_CHECK_VALUE)
+        if rv == PyKCS11.CKR_OK and value:
+            return bytes(value)[:3], "CKA_CHECK_VALUE"
+        try:
+            encrypted = self._session.encrypt(handle, bytes(16), PyKCS11.Mechanism(PyKCS11.CKM_AES_ECB))
+        except PyKCS11.PyKCS11Error as error:
+            logger.info(
+                "Token offers neither CKA_CHECK_VALUE nor C_Encrypt(CKM_AES_ECB) for %r (%s)",
+                label,
+                ckr_name(error.value),
+            )
+            return None, "not available"
+        return bytes(encrypted)[:3], "C_Encrypt(CKM_AES_ECB) of a zero block"
+
+
+# Label prefix of the session objects that trial wraps create and destroy.
+PROBE_LABEL_PREFIX = "byok-probe-"
+
+
+def aes_check_value(key: bytes) -> bytes:
+    """Return the PKCS#11 key check value of an AES key: AES-ECB of a zero block, first 3 bytes."""
+    encryptor = Cipher(algorithms.AES(key), modes.ECB()).encryptor()
+    return (encryptor.update(bytes(16)) + encryptor.finalize())[:3]
+
+
+@dataclass(frozen=True)
+class TrialWrap:
+    """The blob of a trial wrap and the token's key check value of the wrapped session key."""
+
+    mechanism: WrapMechanism
+    blob: bytes = field(repr=False)
+    check_value: bytes | None
+    check_source: str

@@ -203,7 +203,7 @@ def init_token(settings: HsmSettings, state_dir: Path) -> TokenInitResult:
     return TokenInitResult(
         token_label=settings.token_label,
         created=created,
-        conf_path=softhsm_conf_path(state_dir),
+        conf_path=softhsm_conf_path(state_dir, settings.mechanisms),
         token_dir=softhsm_token_dir(state_dir),
         pin_file=pin_path,
         so_pin_file=so_pin_path,

@@ -1,6 +1,11 @@
 """Clients for Alibaba Cloud KMS and RAM, pointed at the real service or the byok emulator."""
 
 from byok.kms.client import (
+    Alias,
+    DataKeyResult,
+    KeyVersion,
+    ListAliasesResult,
+    ListKeyVersionsResult,
     CallRecord,
     DecryptResult,
     EncryptResult,
@@ -13,6 +18,11 @@ from byok.kms.client import (
 )
 
 __all__ = [
+    "Alias",
+    "DataKeyResult",
+    "KeyVersion",
+    "ListAliasesResult",
+    "ListKeyVersionsResult",
     "CallRecord",
     "DecryptResult",
     "EncryptResult",

@@ -19,15 +19,31 @@ from aliyunsdkcore.acs_exception.exceptions import ClientException, ServerExcept
 from aliyunsdkcore.client import AcsClient
 from aliyunsdkcore.request import RpcRequest
 from aliyunsdkkms.request.v20160120 import (
+    CancelKeyDeletionRequest,
+    CreateAliasRequest,
     CreateKeyRequest,
     DecryptRequest,
+    DeleteAliasRequest,
     DeleteKeyMaterialRequest,
     DescribeKeyRequest,
+    DescribeKeyVersionRequest,
+    DescribeRegionsRequest,
+    DisableKeyRequest,
+    EnableKeyRequest,
     EncryptRequest,
+    GenerateDataKeyRequest,
+    GenerateDataKeyWithoutPlaintextRequest,
     GetParametersForImportRequest,
     ImportKeyMaterialRequest,
+    ListAliasesByKeyIdRequest,
+    ListAliasesRequest,
     ListKeysRequest,
+    ListKeyVersionsRequest,
+    ListResourceTagsRequest,
     ScheduleKeyDeletionRequest,
+    TagResourceRequest,
+    UntagResourceRequest,
+    UpdateAliasRequest,
 )
 
 from byok.errors import ConfigError, KmsError, KmsTransportError
@@ -147,6 +163,49 @@ class DecryptResult:
 @dataclass(frozen=True)
 class ListKeysResult:
     keys: list[dict[str, str]]
+    total_count: int
+    page_number: int
+    page_size: int
+    request_id: str
+
+
+@dataclass(frozen=True)
+class DataKeyResult:
+    """GenerateDataKey output. ``plaintext`` (base64 of the data key) is None for WithoutPlaintext."""
+
+    key_id: str
+    key_version_id: str
+    ciphertext_blob: str
+    plaintext: Secret | None
+    request_id: str
+
+
+@dataclass(frozen=True)
+class Alias:
+    alias_name: str
+    alias_arn: str
+    key_id: str
+
+
+@dataclass(frozen=True)
+class ListAliasesResult:
+    aliases: list[Alias]
+    total_count: int
+    page_number: int
+    page_size: int
+    request_id: str
+
+
+@dataclass(frozen=True)
+class KeyVersion:
+    key_id: str
+    key_version_id: str
+    creation_date: str
+
+
+@dataclass(frozen=True)
+class ListKeyVersionsResult:
+    versions: list[KeyVersion]
     total_count: int
     page_number: int
     page_size: int
@@ -313,6 +372,141 @@ class KmsClient:
             plaintext=body.get("Plaintext", ""),
             request_id=body.get("RequestId", ""),
         )
+
+    def generate_data_key(
+        self,
+        key_id: str,
+        *,
+        key_spec: str | None = None,
+        number_of_bytes: int | None = None,
+        encryption_context: dict[str, str] | None = None,
+        with_plaintext: bool = True,
+    ) -> DataKeyResult:
+        """Send GenerateDataKey, or GenerateDataKeyWithoutPlaintext when ``with_plaintext`` is False."""
+        if with_plaintext:
+            request = GenerateDataKeyRequest.GenerateDataKeyRequest()
+            action = "GenerateDataKey"
+        else:
+            request = GenerateDataKeyWithoutPlaintextRequest.GenerateDataKeyWithoutPlaintextRequest()
+            action = "GenerateDataKeyWithoutPlaintext"
+        request.set_KeyId(key_id)
+        if key_spec is not None:
+            request.set_KeySpec(key_spec)
+        if number_of_bytes is not None:
+            request.set_NumberOfBytes(number_of_bytes)
+        if encryption_context:
+            request.set_EncryptionContext(json.dumps(encryption_context, separators=(",", ":"), sort_keys=True))
+        body = self._call(action, request)
+        plaintext = body.get("Plaintext")
+        return DataKeyResult(
+            key_id=body.get("KeyId", ""),
+            key_version_id=body.get("KeyVersionId", ""),
+            ciphertext_blob=body.get("CiphertextBlob", ""),
+            plaintext=Secret(plaintext, f"data key of {body.get('KeyId', key_id)}") if plaintext else None,
+            request_id=body.get("RequestId", ""),
+        )
+
+    def generate_data_key_without_plaintext(self, key_id: str, **options: Any) -> DataKeyResult:
+        return self.generate_data_key(key_id, with_plaintext=False, **options)
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def _key_action(self, action: str, request: RpcRequest, key_id: str) -> str:
+        request.set_KeyId(key_id)
+        return self._call(action, request).get("RequestId", "")
+
+    def enable_key(self, key_id: str) -> str:
+        return self._key_action("EnableKey", EnableKeyRequest.EnableKeyRequest(), key_id)
+
+    def disable_key(self, key_id: str) -> str:
+        return self._key_action("DisableKey", DisableKeyRequest.DisableKeyRequest(), key_id)
+
+    def cancel_key_deletion(self, key_id: str) -> str:
+        return self._key_action("CancelKeyDeletion", CancelKeyDeletionRequest.CancelKeyDeletionRequest(), key_id)
+
+    def list_key_versions(self, key_id: str, *, page_number: int = 1, page_size: int = 100) -> ListKeyVersionsResult:
+        request = ListKeyVersionsRequest.ListKeyVersionsRequest()
+        request.set_KeyId(key_id)
+        request.set_PageNumber(page_number)
+        request.set_PageSize(page_size)
+        body = self._call("ListKeyVersions", request)
+        versions = (body.get("KeyVersions") or {}).get("KeyVersion") or []
+        return ListKeyVersionsResult(
+            versions=[KeyVersion(v.get("KeyId", ""), v.get("KeyVersionId", ""), v.get("CreationDate", "")) for v in versions],
+            total_count=int(body.get("TotalCount", 0)),
+            page_number=int(body.get("PageNumber", page_number)),
+            page_size=int(body.get("PageSize", page_size)),
+            request_id=body.get("RequestId", ""),
+        )
+
+    def describe_key_version(self, key_id: str, key_version_id: str) -> KeyVersion:
+        request = DescribeKeyVersionRequest.DescribeKeyVersionRequest()
+        request.set_KeyId(key_id)
+        request.set_KeyVersionId(key_version_id)
+        version = self._call("DescribeKeyVersion", request).get("KeyVersion") or {}
+        return KeyVersion(version.get("KeyId", ""), version.get("KeyVersionId", ""), version.get("CreationDate", ""))
+
+    def describe_regions(self) -> list[str]:
+        body = self._call("DescribeRegions", DescribeRegionsRequest.DescribeRegionsRequest())
+        return [region.get("RegionId", "") for region in (body.get("Regions") or {}).get("Region") or []]
+
+    # -- aliases and tags --------------------------------------------------------------------
+
+    def create_alias(self, alias_name: str, key_id: str) -> str:
+        request = CreateAliasRequest.CreateAliasRequest()
+        request.set_AliasName(alias_name)
+        request.set_KeyId(key_id)
+        return self._call("CreateAlias", request).get("RequestId", "")
+
+    def update_alias(self, alias_name: str, key_id: str) -> str:
+        request = UpdateAliasRequest.UpdateAliasRequest()
+        request.set_AliasName(alias_name)
+        request.set_KeyId(key_id)
+        return self._call("UpdateAlias", request).get("RequestId", "")
+
+    def delete_alias(self, alias_name: str) -> str:
+        request = DeleteAliasRequest.DeleteAliasRequest()
+        request.set_AliasName(alias_name)
+        return self._call("DeleteAlias", request).get("RequestId", "")
+
+    def list_aliases(self, *, key_id: str | None = None, page_number: int = 1, page_size: int = 100) -> ListAliasesResult:
+        """Send ListAliases, or ListAliasesByKeyId when ``key_id`` is given."""
+        if key_id is None:
+            request: RpcRequest = ListAliasesRequest.ListAliasesRequest()
+            action = "ListAliases"
+        else:
+            request = ListAliasesByKeyIdRequest.ListAliasesByKeyIdRequest()
+            request.set_KeyId(key_id)
+            action = "ListAliasesByKeyId"
+        request.set_PageNumber(page_number)
+        request.set_PageSize(page_size)
+        body = self._call(action, request)
+        aliases = (body.get("Aliases") or {}).get("Alias") or []
+        return ListAliasesResult(
+            aliases=[Alias(a.get("AliasName", ""), a.get("AliasArn", ""), a.get("KeyId", "")) for a in aliases],
+            total_count=int(body.get("TotalCount", 0)),
+            page_number=int(body.get("PageNumber", page_number)),
+            page_size=int(body.get("PageSize", page_size)),
+            request_id=body.get("RequestId", ""),
+        )
+
+    def tag_resource(self, key_id: str, tags: dict[str, str]) -> str:
+        request = TagResourceRequest.TagResourceRequest()
+        request.set_KeyId(key_id)
+        request.set_Tags(json.dumps([{"TagKey": k, "TagValue": v} for k, v in tags.items()], separators=(",", ":")))
+        return self._call("TagResource", request).get("RequestId", "")
+
+    def untag_resource(self, key_id: str, tag_keys: list[str]) -> str:
+        request = UntagResourceRequest.UntagResourceRequest()
+        request.set_KeyId(key_id)
+        request.set_TagKeys(json.dumps(tag_keys, separators=(",", ":")))
+        return self._call("UntagResource", request).get("RequestId", "")
+
+    def list_resource_tags(self, key_id: str) -> dict[str, str]:
+        request = ListResourceTagsRequest.ListResourceTagsRequest()
+        request.set_KeyId(key_id)
+        tags = (self._call("ListResourceTags", request).get("Tags") or {}).get("Tag") or []
+        return {tag.get("TagKey", ""): tag.get("TagValue", "") for tag in tags}
 
     # -- transport ------------------------------------------------------------------------
 
