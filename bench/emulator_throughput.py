@@ -3,7 +3,7 @@
 Usage: ``.venv/bin/python bench/emulator_throughput.py [--duration 10] [--workers 2]``
 (``make bench`` installs moto and runs this). Each worker is a separate process with one
 keep-alive HTTP connection. Emulator requests are signed with RPC signature v1 and a
-fresh SignatureNonce each; moto requests are AWS KMS Encrypt calls signed with botocore's
+fresh SignatureNonce each. moto requests are AWS KMS Encrypt calls signed with botocore's
 SigV4 and dummy credentials. Results are printed and written to
 ``bench/results/emulator-throughput-<time>.json``. The numbers depend on the machine;
 the JSON records which one.

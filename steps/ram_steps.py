@@ -32,7 +32,7 @@ RAM_ENDPOINT = "ram.aliyuncs.com"
 
 @dataclass
 class RamUserContext:
-    """What later steps need from the RAM user: names and clients, never the secret itself."""
+    """The RAM user as later steps use it: names and a KMS client, never the secret itself."""
 
     user_name: str
     key_id: str
@@ -42,7 +42,7 @@ class RamUserContext:
 
 @pytest.fixture
 def ram(profile: Profile, emulator: dict | None) -> RamClient:
-    """A RAM client with the key owner's AccessKey: the emulator's root key, or the profile's."""
+    """Return a RAM client with the key owner's AccessKey: the emulator's root key, or the profile's."""
     if emulator is not None:
         secret = load_secret("emulator root AccessKey secret", env=None, file=Path(emulator["access_key_secret_file"]))
         return RamClient(

@@ -21,7 +21,7 @@ class CallContext:
 
     ``permissions`` is None for the account's root AccessKey, which may do everything.
     Every handler calls ``authorize`` with the ARNs it acts on before it changes or
-    reveals anything; the server rejects a handler that returns without having done so.
+    reveals anything. The server fails a request whose handler returned without doing so.
     """
 
     account_id: str

@@ -35,7 +35,7 @@ ALL_ACTIONS = "*"
 
 @dataclass(frozen=True)
 class Fault:
-    """What to do to a matching request: fail with ``code``, wait, or drop the connection.
+    """An injected fault for matching requests: fail with ``code``, wait, or drop the connection.
 
     ``rate`` is the probability (0 to 1) that a request is affected; the latency applies
     to affected requests only. ``retry_after`` (seconds) adds ``x-acs-retry-after``.
@@ -109,7 +109,7 @@ def write_faults(data_dir: Path, faults: dict[str, Fault]) -> None:
 
 
 class FaultInjector:
-    """The faults of one data directory, as the server process sees them."""
+    """The faults of one data directory, re-read by the server process when the file changes."""
 
     def __init__(self, data_dir: Path) -> None:
         self._data_dir = Path(data_dir)

@@ -125,7 +125,8 @@ class LifecycleHandlers:
         key = self._resolve_key(context, required(params, "KeyId"), accept_alias=False)
         context.authorize(key.arn)
         if key.origin != "EXTERNAL":
-            # DeleteKeyMaterial applies to keys with imported material only.
+            # Inferred: DeleteKeyMaterial applies to keys with imported material only, and
+            # the documents give no code for other keys.
             raise errors.unsupported_origin()
         return self._change_state(context, params, _delete_material)
 

@@ -109,7 +109,7 @@ class EmulatorApp:
             )
             result = self._actions[auth.version][action](context, request.params)
             if not context.authorized:
-                # A handler that skipped its RAM check is a bug; never answer 200 for it.
+                # A handler that skipped its RAM check is a bug, so the request fails instead of returning 200.
                 logger.error("%s returned without a RAM authorization check [RequestId %s]", action, request_id)
                 raise errors.internal_failure()
             result["RequestId"] = request_id

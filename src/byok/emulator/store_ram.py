@@ -1,7 +1,7 @@
 """RAM state (API 2015-05-01): users, their AccessKeys, custom policies and attachments.
 
 Stored in the same SQLite database as the keys. A RAM user's AccessKey secret is sealed
-under the master key like the root secret; the plaintext is returned once, by
+under the master key like the root secret. Its plaintext is returned once, by
 CreateAccessKey, as the real service does.
 """
 
