@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
 import allure
 import pytest
 
@@ -22,8 +26,17 @@ class RunEvidence:
 
 
 @pytest.fixture(scope="session")
-def run_evidence() -> RunEvidence:
-    return RunEvidence()
+def run_evidence(pytestconfig: pytest.Config, run_id: str, profile) -> Iterator[RunEvidence]:
+    """The run's evidence; written to ``--byok-evidence`` when the session ends."""
+    collected = RunEvidence()
+    yield collected
+    target = pytestconfig.getoption("--byok-evidence", default=None)
+    if target:
+        document = {
+            "run": {"id": run_id, "profile": profile.name, "wrapping_algorithm": profile.kms.wrapping_algorithm},
+            "records": collected.records,
+        }
+        Path(target).write_text(json.dumps(document, indent=2, default=str), encoding="utf-8")
 
 
 def attach(record: StepRecord) -> None:

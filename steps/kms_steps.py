@@ -101,7 +101,7 @@ def token_bound_to_cmk(import_parameters: ImportBundle, cmk: Cmk) -> None:
 
 @when(parsers.parse("I upload the wrapped key material with an expiry {days:d} days from now"), target_fixture="upload")
 def upload_key_material(kms, cmk: Cmk, import_parameters: ImportBundle, wrapped_key: WrappedKey, run_objects, evidence, days: int) -> Upload:
-    expire_unix = flow.material_expiry(days * 24)
+    expire_unix = flow.material_expiry(days * 24, now=kms.server_now())
     record = run_step(
         evidence,
         flow.import_key_material,

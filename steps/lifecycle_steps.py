@@ -124,7 +124,7 @@ def _provision(lifecycle_kms, profile, hsm_session, run_objects, run_id, evidenc
             key_id,
             wrapped_key=wrapped,
             parameters=parameters,
-            material_expire_unix=flow.material_expiry(hours) if hours else 0,
+            material_expire_unix=flow.material_expiry(hours, now=lifecycle_kms.server_now()) if hours else 0,
         )
     return LifecycleCmk(key_id, aes_label), PendingUpload(key_id, parameters, wrapped)
 

@@ -248,3 +248,30 @@ def test_no_import_token_in_results(two_runs) -> None:
         summary = json.loads((workdir / name / "summary.json").read_text())
         assert summary["results_secret_scan"]["files_scanned"] > 0
         assert summary["results_secret_scan"]["hits"] == []
+
+
+def test_run_folder_is_sealed(two_runs) -> None:
+    _, workdir, runs = two_runs
+    folder = workdir / "run1"
+    for name in ("SHA256SUMS", "SHA256SUMS.p7s", "report-signer.pem", "evidence.json"):
+        assert (folder / name).is_file(), f"{name} missing from the run folder"
+    assert "sealed: SHA256SUMS" in runs[0].stdout
+    openssl = subprocess.run(
+        ["openssl", "cms", "-verify", "-binary", "-inform", "DER", "-in", "SHA256SUMS.p7s", "-content", "SHA256SUMS",
+         "-CAfile", "report-signer.pem", "-out", "/dev/null"],
+        cwd=folder, capture_output=True, text=True, check=False,
+    )
+    assert openssl.returncode == 0, openssl.stderr
+    sums = subprocess.run(["sha256sum", "--strict", "-c", "SHA256SUMS"], cwd=folder, capture_output=True, text=True, check=False)
+    assert sums.returncode == 0, sums.stdout[-2000:]
+    verify = run_byok(["report", "verify", str(folder)], workdir, workdir)
+    assert verify.returncode == 0, verify.stdout
+
+
+def test_evidence_file_lists_guide_steps(two_runs) -> None:
+    _, workdir, _ = two_runs
+    document = json.loads((workdir / "run1" / "evidence.json").read_text())
+    steps = {record["step"] for record in document["records"]}
+    for step in ("create_external_key", "get_import_parameters", "import_wrapping_public_key",
+                 "generate_aes_key", "wrap_aes_key", "import_key_material", "encrypt_decrypt"):
+        assert step in steps, f"evidence.json has no record of {step}"

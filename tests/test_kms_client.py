@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import socket
+from datetime import UTC, datetime
 
 import pytest
 
@@ -169,3 +171,20 @@ def test_version_region_tag_methods(client, emulator) -> None:
     client.tag_resource(key_id, {"team": "security", "env": "test"})
     client.untag_resource(key_id, ["env"])
     assert client.list_resource_tags(key_id) == {"team": "security"}
+
+
+def test_server_time_from_date_header(client) -> None:
+    client.list_keys()
+    assert client.last_server_time is not None, "the SDK no longer hands byok the response headers"
+    assert client.calls[-1].server_time is not None
+    skew = abs((client.server_now() - datetime.now(UTC)).total_seconds())
+    assert skew < 3600, f"the emulator's Date header is {skew:.0f} s away from this machine's clock"
+
+
+def test_sdk_log_keeps_parameters_out(client, caplog) -> None:
+    key_id = client.create_key(origin="EXTERNAL").metadata.key_id
+    with caplog.at_level(logging.DEBUG, logger="aliyunsdkcore"):
+        parameters = client.get_parameters_for_import(key_id, wrapping_algorithm="RSAES_OAEP_SHA_1")
+    token = parameters.import_token.reveal()
+    assert all(token not in record.getMessage() for record in caplog.records)
+    assert all(record.levelno >= logging.INFO for record in caplog.records if record.name.startswith("aliyunsdkcore"))

@@ -18,8 +18,9 @@ import sys
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
-from byok.errors import ConfigError
+from byok.errors import ByokError, ConfigError
 from byok.evidence.leaks import scan_bytes, scan_paths
 from byok.profile import Profile, project_root
 from byok.report import AllureCli, ReportOutcome, build_report, find_allure_cli
@@ -33,7 +34,7 @@ EXIT_USAGE = 2
 EXIT_BLOCKED = 3
 
 
-@dataclass(frozen=True)
+@dataclass
 class CertifyResult:
     exit_status: int
     output_dir: Path
@@ -41,6 +42,8 @@ class CertifyResult:
     console: str
     report: ReportOutcome | None = None
     usage_message: str = ""
+    seal: Any = None
+    seal_problem: str = ""
 
 
 def new_run_id() -> str:
@@ -105,6 +108,8 @@ def run_certify(
         str(output / "allure-results"),
         "--byok-summary",
         str(output / "summary.json"),
+        "--byok-evidence",
+        str(output / "evidence.json"),
         "-p",
         "no:cacheprovider",
         "-v" if verbose else "-q",
@@ -148,7 +153,40 @@ def run_certify(
     summary_path.write_text(json.dumps(summary, indent=2), encoding="utf-8")
 
     status = _exit_status(completed.returncode, summary)
-    return CertifyResult(status, output, summary, console, report, usage_message)
+    seal = None
+    # A run that executed is sealed whatever its verdict, because a failed run is evidence
+    # too; a run with a leak is never signed.
+    if completed.returncode in (0, 1) and not hits and status != EXIT_USAGE:
+        try:
+            seal = _seal(output, profile, base)
+        except ByokError as error:
+            seal_problem = error.message
+            status = EXIT_FAILED
+        else:
+            seal_problem = ""
+    else:
+        seal_problem = "not sealed: the run did not execute, or a secret was found in its output"
+    result = CertifyResult(status, output, summary, console, report, usage_message)
+    result.seal = seal
+    result.seal_problem = seal_problem
+    return result
+
+
+def _seal(output: Path, profile: Profile, base: Path):
+    """Sign the report folder with the profile's report key on its HSM (SHA256SUMS and its CMS signature)."""
+    from byok.evidence.bundle import seal_bundle
+
+    daemon = None
+    if profile.hsm.family == "opencryptoki" and profile.hsm.managed:
+        # The test run stopped the pkcsslotd it started; signing needs it once more.
+        from byok.hsm.opencryptoki import prepare_token
+
+        daemon, _ = prepare_token(profile.hsm, base)
+    try:
+        return seal_bundle(output, profile, state_dir=base)
+    finally:
+        if daemon is not None:
+            daemon.stop()
 
 
 def _build_report(cli: AllureCli, output: Path, summary: dict, *, run_id: str, profile: Profile) -> ReportOutcome:
@@ -239,6 +277,12 @@ def format_summary(result: CertifyResult, profile: Profile) -> str:
             lines.append(f"  {hit['secret']} ({hit['encoding']}) in {hit['file']}")
     else:
         lines.append(f"secret scan: {scan['files_scanned']} file(s) and the console output, no secret found")
+    if result.seal is not None:
+        lines.append(
+            f"sealed: SHA256SUMS over {len(result.seal.files)} file(s), signed in SHA256SUMS.p7s by {result.seal.signer_subject}"
+        )
+    elif result.seal_problem:
+        lines.append(f"NOT SEALED: {result.seal_problem}")
     lines.append(f"report folder: {result.output_dir}")
     verdict = {EXIT_PASSED: "PASSED", EXIT_FAILED: "FAILED", EXIT_BLOCKED: "BLOCKED by the environment", EXIT_USAGE: "USAGE ERROR"}
     lines.append(f"verdict: {verdict.get(result.exit_status, result.exit_status)}")

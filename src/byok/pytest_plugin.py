@@ -63,6 +63,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=None,
         help="write a JSON summary of scenario outcomes to this file",
     )
+    parser.getgroup("byok").addoption(
+        "--byok-evidence",
+        default=None,
+        help="write every step's evidence record of the run to this JSON file",
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -136,10 +136,16 @@ def get_import_parameters(
     record.check("PublicKey structure", keyformats.SUBJECT_PUBLIC_KEY_INFO, public_key.structure)
     record.check("PublicKey size (bits)", 2048, public_key.key_size)
 
-    # The token is valid for 24 hours from issue; the response gives the expiry only,
-    # so compare it with the request time, allowing for clock skew of a few minutes.
+    # The token is valid for 24 hours from issue. The response gives only the expiry, so
+    # compare it with the service's own time of the response (its Date header), which
+    # also holds when the service's clock differs from this machine's.
     expires = parse_utc(parameters.token_expire_time)
-    issued = parse_utc(record.started[:19] + "Z")
+    if kms.last_server_time is not None:
+        issued = kms.last_server_time
+        record.observe("KMS time of the response", issued.strftime("%Y-%m-%dT%H:%M:%SZ"))
+    else:
+        issued = parse_utc(record.started[:19] + "Z")
+        record.observe("KMS time of the response", "no Date header; this machine's clock was used")
     lifetime_hours = round((expires - issued).total_seconds() / 3600, 2)
     record.observe("Token lifetime (hours)", lifetime_hours)
     record.check("Token lifetime about 24 hours", True, abs(lifetime_hours - 24) <= 0.25)
@@ -301,7 +307,7 @@ def import_key_material(
             record.finish(),
             fix="call GetParametersForImport for the CMK you import into",
         )
-    current = now or datetime.now(UTC)
+    current = now or kms.server_now()
     expires = parse_utc(parameters.token_expire_time)
     if expires - current < IMPORT_TOKEN_SAFETY_MARGIN:
         raise CheckFailed(

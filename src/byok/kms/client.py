@@ -12,6 +12,8 @@ import json
 import logging
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -212,6 +214,48 @@ class ListKeyVersionsResult:
     request_id: str
 
 
+class _SdkLogFilter(logging.Filter):
+    """Keep request parameters out of aliyun-python-sdk-core's own log records.
+
+    The SDK logs every response body at debug level (an ImportToken or a Decrypt
+    plaintext among them) before byok has wrapped any value as a Secret, and logs each
+    SignatureDoesNotMatch at error level with the server's string to sign, which holds
+    every request parameter. Debug records are dropped and the string to sign is cut.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.INFO:
+            return False
+        message = record.getMessage()
+        if _STRING_TO_SIGN_MARKER in message:
+            record.msg = redact_service_message(message)
+            record.args = None
+        return True
+
+
+# A logger's filters see only the records that logger creates, so the filter goes on
+# each module logger of aliyun-python-sdk-core 2.16 as well as on the package logger.
+for _name in ("aliyunsdkcore", "aliyunsdkcore.client", "aliyunsdkcore.http.http_response", "aliyunsdkcore.retry.retry_condition"):
+    logging.getLogger(_name).addFilter(_SdkLogFilter())
+
+
+class _AcsClientWithHeaders(AcsClient):
+    """AcsClient that keeps the response headers of its last call.
+
+    ``do_action_with_exception`` returns only the body; the headers, and with them the
+    service's clock in ``Date``, come from ``_implementation_of_do_action``, a private
+    method of aliyun-python-sdk-core 2.16. tests/test_kms_client.py checks that the
+    header still arrives, so an SDK change that breaks this is noticed.
+    """
+
+    last_response_headers: dict[str, str] = {}
+
+    def _implementation_of_do_action(self, request, signer=None):
+        status, headers, body, exception = super()._implementation_of_do_action(request, signer)
+        self.last_response_headers = {str(name).lower(): str(value) for name, value in dict(headers or {}).items()}
+        return status, headers, body, exception
+
+
 @dataclass(frozen=True)
 class CallRecord:
     """One request as the evidence layer sees it: no parameters, only what identifies it."""
@@ -221,6 +265,7 @@ class CallRecord:
     http_status: int | None
     error_code: str | None
     duration_ms: float
+    server_time: str | None = None
 
 
 class KmsClient:
@@ -239,7 +284,9 @@ class KmsClient:
         self.region = region
         self.access_key_id = access_key_id
         self.calls: list[CallRecord] = []
-        self._client = AcsClient(
+        self.last_server_time: datetime | None = None
+        self._server_time_received = 0.0
+        self._client = _AcsClientWithHeaders(
             ak=access_key_id,
             secret=access_key_secret.reveal(),
             region_id=region,
@@ -508,19 +555,56 @@ class KmsClient:
         tags = (self._call("ListResourceTags", request).get("Tags") or {}).get("Tag") or []
         return {tag.get("TagKey", ""): tag.get("TagValue", "") for tag in tags}
 
+    # -- the service's clock ------------------------------------------------------------------
+
+    def server_now(self) -> datetime:
+        """Return the service's current time, from the Date header of the last response.
+
+        Import tokens and material expiry follow the service's clock, which may differ
+        from this machine's (and, on the byok emulator, can be moved forward). Before any
+        response has arrived this returns the local UTC time.
+        """
+        if self.last_server_time is None:
+            return datetime.now(UTC)
+        elapsed = time.monotonic() - self._server_time_received
+        return self.last_server_time + timedelta(seconds=elapsed)
+
+    def _note_server_time(self) -> str | None:
+        date = getattr(self._client, "last_response_headers", {}).get("date")
+        if not date:
+            return None
+        try:
+            parsed = parsedate_to_datetime(date)
+        except (TypeError, ValueError):
+            logger.debug("ignoring a Date header that is not an HTTP date: %r", date[:64])
+            return None
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=UTC)
+        self.last_server_time = parsed.astimezone(UTC)
+        self._server_time_received = time.monotonic()
+        return self.last_server_time.strftime("%Y-%m-%dT%H:%M:%SZ")
+
     # -- transport ------------------------------------------------------------------------
 
     def _call(self, action: str, request: RpcRequest) -> dict[str, Any]:
         request.set_protocol_type(self.endpoint.protocol)
         request.set_endpoint(self.endpoint.host)
         request.set_accept_format("JSON")
+        self._client.last_response_headers = {}
         started = time.perf_counter()
         try:
             raw = self._client.do_action_with_exception(request)
         except ServerException as error:
             elapsed = (time.perf_counter() - started) * 1000
             self.calls.append(
-                CallRecord(action, error.get_request_id(), error.get_http_status(), error.get_error_code(), elapsed)
+                CallRecord(
+                    action,
+                    error.get_request_id(),
+                    error.get_http_status(),
+                    error.get_error_code(),
+                    elapsed,
+                    self._note_server_time(),
+                )
             )
             logger.info(
                 "%s rejected: %s (HTTP %s, RequestId %s)",
@@ -549,7 +633,7 @@ class KmsClient:
             body = json.loads(raw)
         except ValueError:
             raise KmsTransportError(f"{action} returned a body that is not JSON ({len(raw)} bytes)") from None
-        self.calls.append(CallRecord(action, body.get("RequestId"), 200, None, elapsed))
+        self.calls.append(CallRecord(action, body.get("RequestId"), 200, None, elapsed, self._note_server_time()))
         logger.debug("%s succeeded (RequestId %s, %.1f ms)", action, body.get("RequestId"), elapsed)
         return body
 

@@ -393,7 +393,7 @@ class Runbook:
         assert self.kms is not None and self.key_id is not None
         if self._wrapped is None or self._import_parameters is None:
             raise ConfigError("no wrapped key to upload", fix="run the wrap step first")
-        expire_unix = flow.material_expiry(float(material_expiry_days) * 24)
+        expire_unix = flow.material_expiry(float(material_expiry_days) * 24, now=self.kms.server_now())
         self._step(
             f"KMS key {self.key_id}",
             flow.import_key_material,
