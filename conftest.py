@@ -18,7 +18,7 @@ import pytest
 
 from byok.errors import ConfigError
 from byok.profile import Profile, load_profile
-from byok.secrets import Secret, load_secret
+from byok.secrets import Secret, load_secret, register_secret_value
 from byok.secrets import state_dir as default_state_dir
 
 pytest_plugins = [
@@ -99,6 +99,8 @@ def kms(profile: Profile, emulator: dict | None):
         secret = load_secret(
             "emulator root AccessKey secret", env=None, file=Path(emulator["access_key_secret_file"])
         )
+        # Reports name the principal, never its AccessKey id: scan for the id like a secret.
+        register_secret_value("emulator root AccessKey id", emulator["access_key_id"])
         return KmsClient(
             endpoint=emulator["endpoint"],
             region=emulator["region"],
@@ -113,6 +115,7 @@ def kms(profile: Profile, emulator: dict | None):
             fix=f"export {key_id_env}=... before running against {profile.kms.endpoint}",
         )
     secret = load_secret("AccessKey secret", env=profile.kms.access_key_secret_env, file=None)
+    register_secret_value("AccessKey id", access_key_id)
     return KmsClient(
         endpoint=profile.kms.endpoint,
         region=profile.kms.region,

@@ -92,7 +92,9 @@ def _import_calls(kms) -> int:
 # -- lifecycle (09) -------------------------------------------------------------------------
 
 
-def _provision(lifecycle_kms, profile, hsm_session, run_objects, run_id, evidence, *, hours: float, upload: bool):
+def _provision(lifecycle_kms, profile, hsm_session, run_objects, run_id, evidence, capability, *, hours: float, upload: bool):
+    # A token that cannot wrap as the profile asks makes this scenario blocked, not failed.
+    capability.require()
     key_id, _ = run_step(evidence, flow.create_external_key, lifecycle_kms, description=f"byok lifecycle run {run_id}")
     parameters, public_key, _ = run_step(
         evidence,
@@ -134,20 +136,20 @@ def _provision(lifecycle_kms, profile, hsm_session, run_objects, run_id, evidenc
     converters={"hours": int},
     target_fixture="lifecycle_cmk",
 )
-def lifecycle_cmk_expiring(lifecycle_kms, profile, hsm_session, run_objects, run_id, evidence, hours: int) -> LifecycleCmk:
-    cmk, _ = _provision(lifecycle_kms, profile, hsm_session, run_objects, run_id, evidence, hours=hours, upload=True)
+def lifecycle_cmk_expiring(lifecycle_kms, profile, hsm_session, run_objects, run_id, evidence, capability, hours: int) -> LifecycleCmk:
+    cmk, _ = _provision(lifecycle_kms, profile, hsm_session, run_objects, run_id, evidence, capability, hours=hours, upload=True)
     return cmk
 
 
 @given("a CMK on the lifecycle emulator with HSM key material that never expires", target_fixture="lifecycle_cmk")
-def lifecycle_cmk_permanent(lifecycle_kms, profile, hsm_session, run_objects, run_id, evidence) -> LifecycleCmk:
-    cmk, _ = _provision(lifecycle_kms, profile, hsm_session, run_objects, run_id, evidence, hours=0, upload=True)
+def lifecycle_cmk_permanent(lifecycle_kms, profile, hsm_session, run_objects, run_id, evidence, capability) -> LifecycleCmk:
+    cmk, _ = _provision(lifecycle_kms, profile, hsm_session, run_objects, run_id, evidence, capability, hours=0, upload=True)
     return cmk
 
 
 @given("a CMK on the lifecycle emulator with a wrapped AES key ready to upload", target_fixture="pending_upload")
-def lifecycle_pending_upload(lifecycle_kms, profile, hsm_session, run_objects, run_id, evidence) -> PendingUpload:
-    _, pending = _provision(lifecycle_kms, profile, hsm_session, run_objects, run_id, evidence, hours=0, upload=False)
+def lifecycle_pending_upload(lifecycle_kms, profile, hsm_session, run_objects, run_id, evidence, capability) -> PendingUpload:
+    _, pending = _provision(lifecycle_kms, profile, hsm_session, run_objects, run_id, evidence, capability, hours=0, upload=False)
     return pending
 
 

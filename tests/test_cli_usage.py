@@ -47,3 +47,40 @@ def test_existing_output_needs_force(tmp_path) -> None:
     result = byok("certify", "--output", str(output), state=tmp_path)
     assert result.returncode == 2
     assert "--force" in result.stderr
+
+
+def test_missing_hsm_module_exits_2(tmp_path) -> None:
+    result = byok("certify", "--profile", "luna-aliyun", "--output", str(tmp_path / "out"), state=tmp_path)
+    assert result.returncode == 2, result.stdout[-2000:]
+    assert "libCryptoki2_64.so" in result.stderr
+    assert not (tmp_path / "out" / "allure-results").exists()
+
+
+def test_fips_profile_rejects_pkcs1(tmp_path) -> None:
+    result = byok(
+        "certify", "--profile", "softhsm-fips", "--wrapping-algorithm", "RSAES_PKCS1_V1_5",
+        "--output", str(tmp_path / "out"), state=tmp_path,
+    )
+    assert result.returncode == 2, result.stdout[-2000:]
+    assert "FIPS" in result.stderr
+    assert "RSAES_OAEP_SHA_256" in result.stderr
+
+
+def test_live_profile_without_access_key_exits_2(tmp_path) -> None:
+    profile = tmp_path / "live.toml"
+    profile.write_text(
+        'name = "live"\n[hsm]\nfamily = "softhsm"\nmodule = "libsofthsm2.so"\ntoken_label = "t"\nmanaged = true\n'
+        'pin_file = "secrets/softhsm-user-pin"\nso_pin_file = "secrets/softhsm-so-pin"\n'
+        '[kms]\nendpoint = "kms.cn-hangzhou.aliyuncs.com"\nregion = "cn-hangzhou"\n'
+        'access_key_id_env = "BYOK_TEST_ABSENT_AK_ID"\naccess_key_secret_env = "BYOK_TEST_ABSENT_AK_SECRET"\n'
+    )
+    result = byok("certify", "--profile", str(profile), "--output", str(tmp_path / "out"), state=tmp_path)
+    assert result.returncode == 2
+    assert "BYOK_TEST_ABSENT_AK_ID" in result.stderr
+
+
+def test_bad_command_line_algorithm_named(tmp_path) -> None:
+    result = byok("certify", "--wrapping-algorithm", "RSAES_OAEP_SHA256", "--output", str(tmp_path / "out"), state=tmp_path)
+    assert result.returncode == 2
+    assert "--wrapping-algorithm 'RSAES_OAEP_SHA256'" in result.stderr
+    assert "softhsm-emulator.toml" not in result.stderr

@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import secrets as _random
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -78,12 +79,16 @@ def run_certify(
     """Run the suite and return its result; raise ConfigError for usage problems."""
     run_id = run_id or new_run_id()
     output = (output_dir or default_output_dir(run_id)).resolve()
-    if output.exists() and any(output.iterdir()) and not force:
-        raise ConfigError(
-            f"output folder {output} already holds files",
-            fix="choose another --output, or pass --force to write into it",
-        )
-    # Validate first: without Allure and Java the run could not produce its report.
+    if output.exists() and any(output.iterdir()):
+        if not force:
+            raise ConfigError(
+                f"output folder {output} already holds files",
+                fix="choose another --output, or pass --force to replace the earlier run's files in it",
+            )
+        _remove_earlier_run(output)
+    # Validate first: a run that cannot reach its HSM, its secrets or its report tool
+    # is a configuration error, reported before any scenario starts.
+    preflight(profile)
     allure_cli = find_allure_cli()
     output.mkdir(parents=True, exist_ok=True)
     base = state_dir()
@@ -172,6 +177,55 @@ def run_certify(
     return result
 
 
+# What a certify run writes into its folder; --force removes these before a new run so
+# the report and the signature never mix two runs.
+RUN_ARTIFACTS = (
+    "allure-results",
+    "allure-report",
+    "summary.json",
+    "evidence.json",
+    "pytest-output.txt",
+    "SHA256SUMS",
+    "SHA256SUMS.p7s",
+    "report-signer.pem",
+)
+
+
+def _remove_earlier_run(output: Path) -> None:
+    for name in RUN_ARTIFACTS:
+        path = output / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+
+
+def preflight(profile: Profile) -> None:
+    """Raise ConfigError when the profile cannot run here, naming what is missing and the fix."""
+    from byok.hsm import resolve_pin
+
+    if profile.fips == "required" and profile.kms.wrapping_algorithm == "RSAES_PKCS1_V1_5":
+        raise ConfigError(
+            f"profile {profile.name} requires FIPS mode, which forbids RSAES_PKCS1_V1_5 "
+            "(CKM_RSA_PKCS key transport)",
+            fix="use --wrapping-algorithm RSAES_OAEP_SHA_256 or RSAES_OAEP_SHA_1",
+        )
+    profile.hsm.module_path()
+    if not profile.hsm.managed:
+        # byok creates the PINs of the tokens it manages; any other token's PIN must exist now.
+        resolve_pin(profile.hsm, state_dir())
+    if not profile.kms.uses_emulator:
+        for variable, what in (
+            (profile.kms.access_key_id_env, "AccessKey id"),
+            (profile.kms.access_key_secret_env, "AccessKey secret"),
+        ):
+            if variable and not os.environ.get(variable):
+                raise ConfigError(
+                    f"the {what} for {profile.kms.endpoint} is not in environment variable {variable}",
+                    fix=f"export {variable}=... before running (never pass it on the command line)",
+                )
+
+
 def _seal(output: Path, profile: Profile, base: Path):
     """Sign the report folder with the profile's report key on its HSM (SHA256SUMS and its CMS signature)."""
     from byok.evidence.bundle import seal_bundle
@@ -239,6 +293,7 @@ def format_summary(result: CertifyResult, profile: Profile) -> str:
     width = min(max((len(row["scenario"]) for row in rows), default=20), 78)
     lines = [f"byok certify: profile {profile.name}, {profile.kms.wrapping_algorithm}", ""]
     current_feature = None
+    blocked_reasons: dict[str, int] = {}
     for row in rows:
         if row["feature"] != current_feature:
             current_feature = row["feature"]
@@ -249,13 +304,18 @@ def format_summary(result: CertifyResult, profile: Profile) -> str:
         if len(name) > width:
             name = name[: width - 1] + "…"
         lines.append(f"  {name:<{width}}  {row['outcome'].upper():<8} {row['duration']:6.2f}s")
-        if row["outcome"] != "passed" and row.get("reason"):
+        if row["outcome"] == "blocked":
+            reason_number = blocked_reasons.setdefault(row.get("reason", ""), len(blocked_reasons) + 1)
+            lines.append(f"      blocked by the environment, reason {reason_number} below")
+        elif row["outcome"] != "passed" and row.get("reason"):
             lines.append(f"      {row['reason'][:200]}")
     counts: dict[str, int] = {}
     for row in rows:
         counts[row["outcome"]] = counts.get(row["outcome"], 0) + 1
     lines.append("")
     lines.append(", ".join(f"{count} {outcome}" for outcome, count in sorted(counts.items())) or "no scenario ran")
+    for reason, number in blocked_reasons.items():
+        lines.append(f"blocked reason {number}: {reason.removeprefix('blocked by environment: ')}")
     report = result.summary.get("report")
     if report:
         lines.append(f"report: {result.output_dir / report['html']}")

@@ -36,6 +36,8 @@ def _configure_logging(verbose: int) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     install_redaction(root)
+    # byok reports every KMS error itself; the SDK's own error line would repeat it.
+    logging.getLogger("aliyunsdkcore").setLevel(logging.INFO if verbose > 1 else logging.CRITICAL)
 
 
 def _load_profile(reference: str | None) -> Profile:
@@ -243,7 +245,17 @@ def _run_kms(profile_ref, verbose, operation) -> None:
 @verbose_option
 def kms_list_keys(profile_ref, verbose) -> None:
     """List the CMKs of the account in the profile's region."""
-    _run_kms(profile_ref, verbose, lambda client: client.list_keys().__dict__)
+    def list_keys(client) -> dict:
+        result = client.list_keys()
+        return {
+            "Keys": {"Key": result.keys},
+            "TotalCount": result.total_count,
+            "PageNumber": result.page_number,
+            "PageSize": result.page_size,
+            "RequestId": result.request_id,
+        }
+
+    _run_kms(profile_ref, verbose, list_keys)
 
 
 @kms.command("describe-key")
@@ -263,7 +275,16 @@ def kms_describe_key(profile_ref, verbose, key_id) -> None:
 def kms_encrypt(profile_ref, verbose, key_id, plaintext_file) -> None:
     """Encrypt the plaintext read from a file or standard input with KEY_ID."""
     plaintext = plaintext_file.read()
-    _run_kms(profile_ref, verbose, lambda client: client.encrypt(key_id, plaintext).__dict__)
+    def encrypt(client) -> dict:
+        result = client.encrypt(key_id, plaintext)
+        return {
+            "KeyId": result.key_id,
+            "KeyVersionId": result.key_version_id,
+            "CiphertextBlob": result.ciphertext_blob,
+            "RequestId": result.request_id,
+        }
+
+    _run_kms(profile_ref, verbose, encrypt)
 
 
 @kms.command("decrypt")
@@ -272,7 +293,20 @@ def kms_encrypt(profile_ref, verbose, key_id, plaintext_file) -> None:
 @click.argument("ciphertext_blob")
 def kms_decrypt(profile_ref, verbose, ciphertext_blob) -> None:
     """Decrypt CIPHERTEXT_BLOB; the blob names its key."""
-    _run_kms(profile_ref, verbose, lambda client: client.decrypt(ciphertext_blob).__dict__)
+    if not ciphertext_blob.strip():
+        _fail(ConfigError("CIPHERTEXT_BLOB is empty", fix="pass the CiphertextBlob that 'byok kms encrypt' returned"), verbose)
+        return
+
+    def decrypt(client) -> dict:
+        result = client.decrypt(ciphertext_blob.strip())
+        return {
+            "KeyId": result.key_id,
+            "KeyVersionId": result.key_version_id,
+            "Plaintext": result.plaintext,
+            "RequestId": result.request_id,
+        }
+
+    _run_kms(profile_ref, verbose, decrypt)
 
 
 # -- doctor -------------------------------------------------------------------------------------
@@ -305,9 +339,23 @@ def doctor(profile_ref, verbose) -> None:
         resolve_pin(profile.hsm, state_dir())
         click.echo("HSM PIN: found")
     except ByokError as error:
-        problems += 1
-        click.echo(f"HSM PIN: MISSING: {error.diagnostics()}")
+        if profile.hsm.managed:
+            init_command = "byok opencryptoki init" if profile.hsm.family == "opencryptoki" else "byok softhsm init"
+            click.echo(f"HSM PIN: not created yet; '{init_command} --profile {profile.name}' creates the token and its PINs")
+        else:
+            problems += 1
+            click.echo(f"HSM PIN: MISSING: {error.diagnostics()}")
     click.echo(f"KMS endpoint: {profile.kms.endpoint} ({profile.kms.region}), {profile.kms.wrapping_algorithm}")
+    if not profile.kms.uses_emulator:
+        for variable, what in (
+            (profile.kms.access_key_id_env, "AccessKey id"),
+            (profile.kms.access_key_secret_env, "AccessKey secret"),
+        ):
+            if os.environ.get(variable or ""):
+                click.echo(f"{what}: found in {variable}")
+            else:
+                problems += 1
+                click.echo(f"{what}: MISSING: environment variable {variable} is not set")
     sys.exit(1 if problems else 0)
 
 

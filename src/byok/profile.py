@@ -86,7 +86,11 @@ class Profile:
 
     def with_wrapping_algorithm(self, algorithm: str) -> Profile:
         """Return a copy of this profile that asks for another WrappingAlgorithm."""
-        _check_choice("kms.wrapping_algorithm", algorithm, WRAPPING_ALGORITHMS, self.source)
+        if algorithm not in WRAPPING_ALGORITHMS:
+            raise ConfigError(
+                f"--wrapping-algorithm {algorithm!r} is not a KMS WrappingAlgorithm",
+                fix=f"use one of {', '.join(WRAPPING_ALGORITHMS)}",
+            )
         kms = KmsSettings(**{**self.kms.__dict__, "wrapping_algorithm": algorithm})
         return Profile(**{**self.__dict__, "kms": kms})
 
@@ -188,7 +192,13 @@ def _relative_to(source: Path | None, value: str | None) -> Path | None:
 
 def resolve_module(module: str) -> Path:
     """Find a PKCS#11 module given as a path or as a file name in Debian's library folders."""
-    expanded = Path(os.path.expandvars(os.path.expanduser(module)))
+    expanded_text = os.path.expandvars(os.path.expanduser(module))
+    if "$" in expanded_text:
+        raise ConfigError(
+            f"PKCS#11 module {module} names an environment variable that is not set",
+            fix="export the variable (for DPoD, DPOD_CLIENT_DIR: the folder the DPoD client was unpacked in)",
+        )
+    expanded = Path(expanded_text)
     if expanded.is_absolute() or os.sep in module:
         if expanded.is_file():
             return expanded

@@ -301,7 +301,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     results_scan: dict[str, Any] = {"files_scanned": 0, "hits": []}
     alluredir = session.config.getoption("--alluredir", default=None)
     if alluredir and Path(alluredir).is_dir():
-        hits, scanned = scan_paths([Path(alluredir)])
+        # The run folder holds the results and the evidence file written at fixture teardown.
+        hits, scanned = scan_paths([Path(alluredir).parent])
         results_scan = {
             "files_scanned": scanned,
             "hits": [{"file": hit.path, "secret": hit.secret_name, "encoding": hit.encoding} for hit in hits],

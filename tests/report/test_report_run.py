@@ -35,8 +35,8 @@ CHROMIUM_FLAGS = [
 ]
 
 
-def run_byok(args: list[str], state: Path, cwd: Path) -> subprocess.CompletedProcess:
-    environment = dict(os.environ, BYOK_STATE_DIR=str(state))
+def run_byok(args: list[str], state: Path, cwd: Path, extra_env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    environment = dict(os.environ, BYOK_STATE_DIR=str(state), **(extra_env or {}))
     environment.pop("BYOK_PROFILE", None)
     return subprocess.run(
         [sys.executable, "-m", "byok.cli", *args],
@@ -144,6 +144,12 @@ def test_emulator_only_skipped_with_reason(tmp_path: Path) -> None:
         ["certify", "--profile", str(LIVE_ENDPOINT_PROFILE), "--output", str(tmp_path / "skip"), "-k", "lifecycle"],
         tmp_path / "state",
         tmp_path,
+        # Placeholders: byok checks that a live profile's AccessKey variables are set
+        # before it starts, and these scenarios send no request.
+        {
+            "BYOK_TESTING_UNUSED_ACCESS_KEY_ID": "placeholder-id-never-sent",
+            "BYOK_TESTING_UNUSED_ACCESS_KEY_SECRET": "placeholder-secret-never-sent",
+        },
     )
     assert completed.returncode == 0, completed.stdout[-4000:]
     results = results_of(tmp_path / "skip")

@@ -15,7 +15,13 @@ from typing import Any
 
 from byok.report.checks import ExternalReference, Reconciliation, find_external_references, reconcile
 from byok.report.generator import AllureCli
-from byok.report.sidefiles import read_build_order, write_categories, write_environment, write_executor
+from byok.report.sidefiles import (
+    read_build_order,
+    read_report_name,
+    write_categories,
+    write_environment,
+    write_executor,
+)
 from byok.report.singlefile import extract_history
 
 logger = logging.getLogger(__name__)
@@ -47,17 +53,20 @@ class ReportOutcome:
         return lines
 
 
-def previous_run(output_dir: Path) -> tuple[Path, int] | None:
+def previous_run(output_dir: Path, report_name: str | None = None) -> tuple[Path, int] | None:
     """Return the newest earlier run folder next to ``output_dir`` and its build order.
 
     "Newest" is the highest ``buildOrder`` in ``allure-results/executor.json``, so
-    run folders may have any name.
+    run folders may have any name. With ``report_name``, only runs of the same report
+    (the same profile) count, so one profile's trend never mixes in another's runs.
     """
     candidates = []
     if not output_dir.parent.is_dir():
         return None
     for sibling in output_dir.parent.iterdir():
         if sibling == output_dir or not sibling.is_dir():
+            continue
+        if report_name is not None and read_report_name(sibling) != report_name:
             continue
         order = read_build_order(sibling)
         if order is not None:
@@ -96,7 +105,7 @@ def build_report(
     results_dir = output_dir / "allure-results"
     results_dir.mkdir(parents=True, exist_ok=True)
 
-    found = previous_run(output_dir)
+    found = previous_run(output_dir, report_name)
     build_order = found[1] + 1 if found else 1
     history = NO_HISTORY
     if found and _copy_history(found[0], results_dir):

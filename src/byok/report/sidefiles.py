@@ -93,6 +93,15 @@ def write_executor(results_dir: Path, *, run_id: str, build_order: int, report_n
     return path
 
 
+def read_report_name(run_dir: Path) -> str | None:
+    """Return the ``reportName`` recorded in a run folder, or None when it has none."""
+    try:
+        executor = json.loads((run_dir / "allure-results" / "executor.json").read_text(encoding="utf-8"))
+        return str(executor["reportName"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def read_build_order(run_dir: Path) -> int | None:
     """Return the ``buildOrder`` recorded in a run folder, or None when it has none."""
     try:
