@@ -58,7 +58,7 @@ def test_sha256_on_softhsm_is_blocked(tmp_path: Path) -> None:
     completed, summary = certify(["--wrapping-algorithm", "RSAES_OAEP_SHA_256"], tmp_path)
 
     assert completed.returncode == 3, completed.stdout[-3000:]
-    assert "blocked by environment: token 'byok-softhsm'" in completed.stdout
+    assert "blocked reason 1: token 'byok-softhsm'" in completed.stdout
     assert "cannot wrap with CKM_RSA_PKCS_OAEP(hashAlg=CKM_SHA256" in completed.stdout
     blocked = next(row for row in summary["scenarios"] if row["outcome"] == "blocked")
     assert "C_WrapKey returned CKR_ARGUMENTS_BAD" in blocked["reason"]

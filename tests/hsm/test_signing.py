@@ -102,3 +102,28 @@ def test_certificate_has_signing_key_usage(session: HsmSession, signer_label: st
 
     assert usage.digital_signature is True
     assert usage.key_cert_sign is False
+
+
+def test_rsa_signer_round_trips_through_openssl(session: HsmSession, signer_label: str, tmp_path: Path) -> None:
+    # Tokens without EC key generation (opencryptoki's soft token) get an RSA-3072 key;
+    # SoftHSM2 can make both, so the RSA path is created directly here.
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    from byok.hsm import signing
+
+    public_key = signing._generate_rsa_key_pair(session, signer_label, b"rsa-test")
+    assert isinstance(public_key, rsa.RSAPublicKey)
+    assert public_key.key_size == signing.RSA_SIGNING_KEY_BITS
+    signer = report_signer(session, signer_label)
+    assert isinstance(signer.key, signing.TokenRsaKey)
+
+    content = b"SHA256SUMS content signed with an RSA key on the token\n"
+    (tmp_path / "SHA256SUMS").write_bytes(content)
+    (tmp_path / "SHA256SUMS.p7s").write_bytes(sign_detached(content, signer.certificate, signer.key))
+    (tmp_path / "signer.pem").write_bytes(signer.certificate_pem())
+    verified = subprocess.run(
+        ["openssl", "cms", "-verify", "-binary", "-inform", "DER", "-in", "SHA256SUMS.p7s", "-content", "SHA256SUMS",
+         "-CAfile", "signer.pem", "-out", "/dev/null"],
+        cwd=tmp_path, capture_output=True, text=True, check=False,
+    )
+    assert verified.returncode == 0, verified.stderr

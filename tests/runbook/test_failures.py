@@ -18,10 +18,21 @@ def test_failing_cell_leaves_bundle_unsigned(workspace: tuple[Path, Path]) -> No
     completed = run_byok(["import", "--notebook", str(NOTEBOOKS / "fails_in_second_cell.ipynb"), "--output", str(bundle)], state, work)
 
     assert completed.returncode == 1, completed.stdout
-    assert "deliberate failure in the second cell" in completed.stdout
     assert 'raise RuntimeError("deliberate failure' in completed.stdout
     assert not (bundle / "SHA256SUMS.p7s").exists()
     assert (bundle / "evidence.json").is_file()
+
+
+def test_failing_cell_error_printed_once(workspace: tuple[Path, Path]) -> None:
+    state, work = workspace
+    bundle = work / "fails-once"
+
+    completed = run_byok(["import", "--notebook", str(NOTEBOOKS / "fails_in_second_cell.ipynb"), "--output", str(bundle)], state, work)
+
+    assert completed.returncode == 1, completed.stdout
+    assert completed.stdout.count("RuntimeError: deliberate failure in the second cell") == 1, completed.stdout
+    assert completed.stdout.count("left unsigned") == 1, completed.stdout
+    assert "ERROR byok" not in completed.stdout
 
 
 def test_timed_out_cell_leaves_bundle_unsigned(workspace: tuple[Path, Path]) -> None:

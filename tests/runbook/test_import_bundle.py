@@ -46,15 +46,19 @@ def imported(workspace: tuple[Path, Path]) -> tuple[Path, Path]:
 
 @pytest.fixture(scope="module")
 def reimported(imported: tuple[Path, Path], workspace: tuple[Path, Path]) -> tuple[Path, str]:
-    """The re-import after the emulator clock moved past the material expiry (7.2 minutes)."""
+    """The re-import after the emulator clock moved two days, far past the material expiry (7.2 minutes).
+
+    Two days ahead, a token lifetime or material expiry judged by this machine's clock
+    instead of the KMS's Date header would be off by 48 hours and fail the run. The earlier
+    bundle is named relative to the working directory, as an operator types it.
+    """
     state, first = imported
     _, work = workspace
-    # NOTE: 10 minutes, not hours: flow.get_import_parameters compares the token lifetime
-    # with the host clock and allows 15 minutes of skew, and the emulator's clock is ahead.
-    clock = run_byok(["emulator", "clock", "--data-dir", str(state / "emulator"), "--advance", "10m"], state, work)
+    clock = run_byok(["emulator", "clock", "--data-dir", str(state / "emulator"), "--advance", "2d"], state, work)
     assert clock.returncode == 0, clock.stdout
     bundle = work / "reimport-bundle"
-    completed = run_byok(["reimport", "--output", str(bundle), "-p", "previous_bundle", str(first)], state, work)
+    previous = str(first.relative_to(work))
+    completed = run_byok(["reimport", "--output", str(bundle), "-p", "previous_bundle", previous], state, work)
     return bundle, completed.stdout + f"\nexit status {completed.returncode}"
 
 
@@ -196,7 +200,10 @@ def test_one_changed_byte_fails_verification(imported: tuple[Path, Path], tmp_pa
         # A changed SHA256SUMS can leave a line sha256sum only warns about (exit 0 without
         # --strict); openssl rejects that change.
         assert sums.returncode != 0
-    assert not verify_bundle(copy).intact
+    result = verify_bundle(copy)
+    assert not result.intact
+    if name not in ("SHA256SUMS", "SHA256SUMS.p7s", "report-signer.pem"):
+        assert f"files: 1 of {result.files_checked} differ from SHA256SUMS" in result.verdict()
 
 
 def test_extra_file_fails_verification(imported: tuple[Path, Path], tmp_path: Path) -> None:
@@ -209,6 +216,7 @@ def test_extra_file_fails_verification(imported: tuple[Path, Path], tmp_path: Pa
 
     assert not result.intact
     assert "notes.txt: present but not listed in SHA256SUMS" in result.problems
+    assert result.verdict() == "signatures: all 1 verified; files: 1 not listed in SHA256SUMS"
 
 
 def _witness_files(folder: Path) -> tuple[Path, Path]:
@@ -262,8 +270,11 @@ def test_witness_cosignature_verifies(imported: tuple[Path, Path], workspace: tu
     assert trusted.returncode == 0, trusted.stdout
     assert "Witness Two" in trusted.stdout
     assert "byok report signer" in trusted.stdout
+    files = len((copy / "SHA256SUMS").read_text().splitlines())
     assert untrusted.returncode == 1
-    assert "Witness Two" in untrusted.stdout
+    assert f"signatures: 1 of 2 signers not trusted: Common Name: Witness Two; files: all {files} match SHA256SUMS" in untrusted.stdout
+    assert "--trust WITNESS.pem" in untrusted.stdout
+    assert "NOT intact" not in untrusted.stdout
     assert openssl_verify(copy, str(tmp_path / "anchors.pem")).returncode == 0
     assert sha256sum_check(copy).returncode == 0
 
@@ -307,6 +318,7 @@ def test_reimport_links_earlier_bundle(imported: tuple[Path, Path], reimported: 
     expected = hashlib.sha256((first / "SHA256SUMS").read_bytes()).hexdigest()
 
     assert record["previous_bundle"]["SHA256SUMS SHA-256"] == expected
+    assert record["run"]["requested parameters"]["previous_bundle"] == str(first.resolve())
     assert record["previous_bundle"]["run id"] == evidence(first)["run"]["id"]
     assert openssl_verify(bundle).returncode == 0
     assert sha256sum_check(bundle).returncode == 0

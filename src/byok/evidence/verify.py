@@ -24,6 +24,7 @@ from byok.evidence.manifest import (
     MANIFEST_NAME,
     SIGNATURE_NAME,
     SIGNER_CERTIFICATE_NAME,
+    ManifestCheck,
     ManifestError,
     check_manifest,
 )
@@ -51,12 +52,60 @@ class SignerResult:
 class BundleVerification:
     folder: Path
     signers: list[SignerResult] = field(default_factory=list)
+    # Every problem found, signers' and files' included.
     problems: list[str] = field(default_factory=list)
     files_checked: int = 0
+    # None when SHA256SUMS is missing or cannot be parsed.
+    manifest: ManifestCheck | None = None
+    # Problems that belong to no single signer or file: a missing signature file, an unreadable
+    # manifest, trust anchor or certificate.
+    general_problems: list[str] = field(default_factory=list)
 
     @property
     def intact(self) -> bool:
         return not self.problems and bool(self.signers) and all(signer.passed for signer in self.signers)
+
+    def untrusted_signers(self) -> list[SignerResult]:
+        """Return the signers whose signature is correct but whose certificate chains to no trust anchor."""
+        return [signer for signer in self.signers if signer.intact and signer.valid and not signer.trusted]
+
+    def verdict(self) -> str:
+        """Summarise what passed and what failed.
+
+        Example: "signatures: 1 of 2 signers not trusted: Common Name: Witness Two; files: all 7 match SHA256SUMS".
+        """
+        parts = list(self.general_problems)
+        if self.signers:
+            parts.append(self._signature_verdict())
+        if self.manifest is not None:
+            parts.append(self._files_verdict(self.manifest))
+        return "; ".join(parts)
+
+    def _signature_verdict(self) -> str:
+        total = len(self.signers)
+        untrusted = self.untrusted_signers()
+        broken = [signer for signer in self.signers if not (signer.intact and signer.valid)]
+        if not untrusted and not broken:
+            return f"signatures: all {total} verified"
+        findings = []
+        if broken:
+            findings.append(f"{len(broken)} of {total} signatures invalid: {', '.join(s.subject for s in broken)}")
+        if untrusted:
+            findings.append(f"{len(untrusted)} of {total} signers not trusted: {', '.join(s.subject for s in untrusted)}")
+        return "signatures: " + ", ".join(findings)
+
+    @staticmethod
+    def _files_verdict(check: ManifestCheck) -> str:
+        if check.intact:
+            return f"files: all {check.checked} match {MANIFEST_NAME}"
+        findings = []
+        if check.mismatched:
+            findings.append(f"{len(check.mismatched)} of {check.checked} differ from {MANIFEST_NAME}")
+        if check.missing:
+            findings.append(f"{len(check.missing)} listed in {MANIFEST_NAME} are missing")
+        if check.extra:
+            findings.append(f"{len(check.extra)} not listed in {MANIFEST_NAME}")
+        return "files: " + ", ".join(findings)
 
 
 def _load_trust_anchors(paths: list[Path]) -> list[asn1_x509.Certificate]:
@@ -202,7 +251,7 @@ def verify_bundle(folder: Path, trust: list[Path] | None = None) -> BundleVerifi
     signature_path = folder / SIGNATURE_NAME
     for required in (manifest_path, signature_path, folder / SIGNER_CERTIFICATE_NAME):
         if not required.is_file():
-            result.problems.append(f"{required.name} is missing; the bundle is not signed")
+            _add_general_problem(result, f"{required.name} is missing; the bundle is not signed")
     if result.problems:
         return result
 
@@ -210,29 +259,36 @@ def verify_bundle(folder: Path, trust: list[Path] | None = None) -> BundleVerifi
     try:
         check = check_manifest(folder, manifest)
     except ManifestError as error:
-        result.problems.append(error.message)
+        _add_general_problem(result, error.message)
         return result
+    result.manifest = check
     result.files_checked = check.checked
     result.problems.extend(check.problems())
 
     try:
         anchors = _load_trust_anchors([folder / SIGNER_CERTIFICATE_NAME, *(trust or [])])
     except (ValueError, TypeError) as error:
-        result.problems.append(f"a trust anchor is not a valid certificate: {error}")
+        _add_general_problem(result, f"a trust anchor is not a valid certificate: {error}")
         return result
     try:
         signed = signed_data_of(signature_path.read_bytes())
     except SigningError as error:
-        result.problems.append(error.message)
+        _add_general_problem(result, error.message)
         return result
-    result.problems.extend(_certificate_signature_problems(signed, anchors))
+    for problem in _certificate_signature_problems(signed, anchors):
+        _add_general_problem(result, problem)
     result.signers = _run_coroutine(_validate_signers(manifest, signed, anchors))
     for signer in result.signers:
         if signer.problem:
             result.problems.append(f"signer {signer.subject}: {signer.problem}")
     if not result.signers:
-        result.problems.append(f"{SIGNATURE_NAME} has no signer")
+        _add_general_problem(result, f"{SIGNATURE_NAME} has no signer")
     return result
+
+
+def _add_general_problem(result: BundleVerification, problem: str) -> None:
+    result.problems.append(problem)
+    result.general_problems.append(problem)
 
 
 __all__ = ["BundleVerification", "SignerResult", "verify_bundle"]

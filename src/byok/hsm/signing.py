@@ -1,4 +1,7 @@
-"""The report signing key: an EC P-256 key pair that stays in the token, and its certificate.
+"""The report signing key: a key pair that stays in the token, and its certificate.
+
+The key is EC P-256 where the token can generate one, else RSA-3072 (the opencryptoki 3.8.1
+soft token in Debian answers CKM_EC_KEY_PAIR_GEN with CKR_MECHANISM_INVALID).
 
 ``cryptography`` builds certificates and CMS signatures with any subclass of
 ``ec.EllipticCurvePrivateKey`` and calls its ``sign(data, ECDSA(SHA256()))``. ``TokenEcKey``
@@ -22,7 +25,7 @@ from pathlib import Path
 import PyKCS11
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed, encode_dss_signature
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
@@ -118,11 +121,90 @@ class TokenEcKey(ec.EllipticCurvePrivateKey):
         return self
 
 
+# DER DigestInfo prefixes of EMSA-PKCS1-v1_5 (RFC 8017, section 9.2, note 1): C_Sign with
+# CKM_RSA_PKCS pads and signs exactly the DigestInfo it is given.
+_DIGEST_INFO_PREFIXES = {
+    "sha256": bytes.fromhex("3031300d060960864801650304020105000420"),
+    "sha384": bytes.fromhex("3041300d060960864801650304020205000430"),
+    "sha512": bytes.fromhex("3051300d060960864801650304020305000440"),
+}
+RSA_SIGNING_KEY_BITS = 3072
+
+
+class TokenRsaKey(rsa.RSAPrivateKey):
+    """An RSA private key on the token that signs through C_Sign(CKM_RSA_PKCS) with a DigestInfo.
+
+    Valid only while the session it was found in is open; export methods raise.
+    """
+
+    def __init__(self, session: HsmSession, label: str, public_key: rsa.RSAPublicKey) -> None:
+        self._hsm_session = session
+        self._label = label
+        self._public_key = public_key
+
+    @property
+    def label(self) -> str:
+        return self._label
+
+    @property
+    def key_size(self) -> int:
+        return self._public_key.key_size
+
+    def public_key(self) -> rsa.RSAPublicKey:
+        return self._public_key
+
+    def sign(
+        self,
+        data: bytes,
+        padding_scheme: padding.AsymmetricPadding,
+        algorithm: hashes.HashAlgorithm | Prehashed,
+    ) -> bytes:
+        """Sign ``data`` with RSASSA-PKCS1-v1_5 on the token."""
+        if not isinstance(padding_scheme, padding.PKCS1v15):
+            raise TypeError(f"only PKCS#1 v1.5 signatures are supported, not {type(padding_scheme).__name__}")
+        hash_algorithm = _hash_algorithm(algorithm)
+        prefix = _DIGEST_INFO_PREFIXES.get(hash_algorithm.name)
+        if prefix is None:
+            raise TypeError(f"hash {hash_algorithm.name} is not supported for the report signature")
+        if isinstance(algorithm, Prehashed):
+            digest = data
+        else:
+            hasher = hashes.Hash(hash_algorithm)
+            hasher.update(data)
+            digest = hasher.finalize()
+        raw = self._hsm_session._session
+        handle = self._hsm_session._find_one(self._label, PyKCS11.CKO_PRIVATE_KEY, "report signing key")
+        try:
+            return bytes(raw.sign(handle, prefix + digest, PyKCS11.Mechanism(PyKCS11.CKM_RSA_PKCS, None)))
+        except PyKCS11.PyKCS11Error as error:
+            raise translate_error(error, operation="C_Sign(CKM_RSA_PKCS)", labels=[self._label]) from None
+
+    def decrypt(self, ciphertext: bytes, padding_scheme: padding.AsymmetricPadding) -> bytes:
+        raise TypeError("the report signing key only signs")
+
+    def private_numbers(self) -> rsa.RSAPrivateNumbers:
+        raise TypeError(f"the private key {self._label!r} stays in the token and cannot be exported")
+
+    def private_bytes(
+        self,
+        encoding: serialization.Encoding,
+        format: serialization.PrivateFormat,
+        encryption_algorithm: serialization.KeySerializationEncryption,
+    ) -> bytes:
+        raise TypeError(f"the private key {self._label!r} stays in the token and cannot be exported")
+
+    def __copy__(self) -> TokenRsaKey:
+        return self
+
+    def __deepcopy__(self, memo: dict) -> TokenRsaKey:
+        return self
+
+
 @dataclass(frozen=True)
 class ReportSigner:
     """The report signing key found or created on the token, with its certificate."""
 
-    key: TokenEcKey
+    key: TokenEcKey | TokenRsaKey
     certificate: x509.Certificate
     created: bool
     key_id_hex: str
@@ -131,11 +213,21 @@ class ReportSigner:
         return self.certificate.public_bytes(serialization.Encoding.PEM)
 
 
-def _public_key_of(session: HsmSession, label: str) -> ec.EllipticCurvePublicKey | None:
+def _public_key_of(
+    session: HsmSession, label: str
+) -> ec.EllipticCurvePublicKey | rsa.RSAPublicKey | None:
     handles = session._find(label, PyKCS11.CKO_PUBLIC_KEY)
     if not handles:
         return None
     raw = session._session
+    key_type = raw.getAttributeValue(handles[0], [PyKCS11.CKA_KEY_TYPE])[0]
+    if key_type == PyKCS11.CKK_RSA:
+        modulus, exponent = raw.getAttributeValue(
+            handles[0], [PyKCS11.CKA_MODULUS, PyKCS11.CKA_PUBLIC_EXPONENT], allAsBinary=True
+        )
+        return rsa.RSAPublicNumbers(
+            int.from_bytes(bytes(exponent), "big"), int.from_bytes(bytes(modulus), "big")
+        ).public_key()
     point = bytes(raw.getAttributeValue(handles[0], [PyKCS11.CKA_EC_POINT], allAsBinary=True)[0])
     # PKCS#11 2.40 returns CKA_EC_POINT as a DER OCTET STRING; some modules give the raw point.
     if len(point) == 2 * P256_COORDINATE_BYTES + 3 and point[0] == 0x04 and point[1] == 0x41:
@@ -143,7 +235,64 @@ def _public_key_of(session: HsmSession, label: str) -> ec.EllipticCurvePublicKey
     return ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), point)
 
 
-def _generate_key_pair(session: HsmSession, label: str, key_id: bytes) -> ec.EllipticCurvePublicKey:
+def _generate_key_pair(
+    session: HsmSession, label: str, key_id: bytes
+) -> ec.EllipticCurvePublicKey | rsa.RSAPublicKey:
+    """Generate an EC P-256 key pair, or RSA-3072 where the token has no EC key generation."""
+    try:
+        return _generate_ec_key_pair(session, label, key_id)
+    except HsmError as error:
+        if error.ckr_name != "CKR_MECHANISM_INVALID":
+            raise
+        logger.info("The token cannot generate EC keys (%s); generating an RSA-%d report signing key", error.ckr_name, RSA_SIGNING_KEY_BITS)
+    return _generate_rsa_key_pair(session, label, key_id)
+
+
+def _generate_rsa_key_pair(session: HsmSession, label: str, key_id: bytes) -> rsa.RSAPublicKey:
+    public_template = [
+        (PyKCS11.CKA_CLASS, PyKCS11.CKO_PUBLIC_KEY),
+        (PyKCS11.CKA_KEY_TYPE, PyKCS11.CKK_RSA),
+        (PyKCS11.CKA_TOKEN, PyKCS11.CK_TRUE),
+        (PyKCS11.CKA_PRIVATE, PyKCS11.CK_FALSE),
+        (PyKCS11.CKA_VERIFY, PyKCS11.CK_TRUE),
+        (PyKCS11.CKA_ENCRYPT, PyKCS11.CK_FALSE),
+        (PyKCS11.CKA_WRAP, PyKCS11.CK_FALSE),
+        (PyKCS11.CKA_MODULUS_BITS, RSA_SIGNING_KEY_BITS),
+        (PyKCS11.CKA_PUBLIC_EXPONENT, (0x01, 0x00, 0x01)),
+        (PyKCS11.CKA_LABEL, label),
+        (PyKCS11.CKA_ID, key_id),
+    ]
+    private_template = [
+        (PyKCS11.CKA_CLASS, PyKCS11.CKO_PRIVATE_KEY),
+        (PyKCS11.CKA_KEY_TYPE, PyKCS11.CKK_RSA),
+        (PyKCS11.CKA_TOKEN, PyKCS11.CK_TRUE),
+        (PyKCS11.CKA_PRIVATE, PyKCS11.CK_TRUE),
+        (PyKCS11.CKA_SENSITIVE, PyKCS11.CK_TRUE),
+        (PyKCS11.CKA_EXTRACTABLE, PyKCS11.CK_FALSE),
+        (PyKCS11.CKA_SIGN, PyKCS11.CK_TRUE),
+        (PyKCS11.CKA_DECRYPT, PyKCS11.CK_FALSE),
+        (PyKCS11.CKA_UNWRAP, PyKCS11.CK_FALSE),
+        (PyKCS11.CKA_LABEL, label),
+        (PyKCS11.CKA_ID, key_id),
+    ]
+    try:
+        session._session.generateKeyPair(
+            public_template, private_template, PyKCS11.Mechanism(PyKCS11.CKM_RSA_PKCS_KEY_PAIR_GEN, None)
+        )
+    except PyKCS11.PyKCS11Error as error:
+        raise translate_error(error, operation="C_GenerateKeyPair(CKM_RSA_PKCS_KEY_PAIR_GEN)", labels=[label]) from None
+    public_key = _public_key_of(session, label)
+    if not isinstance(public_key, rsa.RSAPublicKey):
+        raise HsmError(
+            f"the token created the report signing key {label!r} but its RSA public key is not visible",
+            operation="C_FindObjects",
+            fix="check that the token keeps CKA_TOKEN public keys",
+        )
+    logger.info("Generated the report signing key pair %r (RSA-%d) on the token", label, RSA_SIGNING_KEY_BITS)
+    return public_key
+
+
+def _generate_ec_key_pair(session: HsmSession, label: str, key_id: bytes) -> ec.EllipticCurvePublicKey:
     public_template = [
         (PyKCS11.CKA_CLASS, PyKCS11.CKO_PUBLIC_KEY),
         (PyKCS11.CKA_KEY_TYPE, PyKCS11.CKK_EC),
@@ -185,7 +334,7 @@ def _generate_key_pair(session: HsmSession, label: str, key_id: bytes) -> ec.Ell
     return public_key
 
 
-def _self_signed_certificate(key: TokenEcKey, common_name: str) -> x509.Certificate:
+def _self_signed_certificate(key: TokenEcKey | TokenRsaKey, common_name: str) -> x509.Certificate:
     name = x509.Name(
         [
             x509.NameAttribute(NameOID.COMMON_NAME, common_name),
@@ -288,7 +437,10 @@ def report_signer(
             )
         public_key = _generate_key_pair(session, label, secrets.token_bytes(8))
         created = True
-    key = TokenEcKey(session, label, public_key)
+    if isinstance(public_key, rsa.RSAPublicKey):
+        key: TokenEcKey | TokenRsaKey = TokenRsaKey(session, label, public_key)
+    else:
+        key = TokenEcKey(session, label, public_key)
     key_id = _key_id_of(session, label)
 
     if certificate_file is not None:
@@ -315,4 +467,4 @@ def report_signer(
     return ReportSigner(key=key, certificate=certificate, created=created, key_id_hex=key_id.hex())
 
 
-__all__ = ["ReportSigner", "TokenEcKey", "report_signer"]
+__all__ = ["ReportSigner", "TokenEcKey", "TokenRsaKey", "report_signer"]

@@ -6,10 +6,13 @@ verify``: intact), 1 failed, 2 usage or configuration error, and nothing was exe
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import socket
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -19,19 +22,82 @@ logger = logging.getLogger(__name__)
 
 
 
-def start_emulator(profile, state: Path):
-    """Start the KMS emulator under the state directory for an emulator profile.
+class RunningEmulator:
+    """An emulator the operator started with ``byok emulator serve``: the run uses it and leaves it running."""
 
-    It lives in the CLI, a front end, because client-side modules never import the emulator.
+    def __init__(self, ready: dict[str, Any], ready_file: Path) -> None:
+        self.ready = ready
+        self.ready_file = ready_file
+
+    def stop(self) -> None:
+        """Do nothing: the operator who started this emulator also stops it."""
+
+
+def running_emulator(ready_file: Path) -> dict[str, Any] | None:
+    """Return the content of ``ready_file`` if its server is alive, else None.
+
+    Alive means the ``pid`` it names exists and its port accepts a TCP connection on
+    127.0.0.1. A ready file left behind by a killed server fails one of the two checks.
     """
-    from byok.emulator.process import EmulatorProcess
+    try:
+        ready = json.loads(ready_file.read_text(encoding="utf-8"))
+        pid = int(ready["pid"])
+        port = int(ready["port"])
+        host = ready["host"]
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        logger.info("Ignoring unreadable emulator ready file %s: %s", ready_file, error)
+        return None
+    if host != "127.0.0.1":
+        logger.info("Ignoring emulator ready file %s: host %r is not 127.0.0.1", ready_file, host)
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        logger.info("Ignoring emulator ready file %s: PID %d is not running", ready_file, pid)
+        return None
+    except PermissionError:
+        pass  # The process exists but belongs to another user.
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=5):
+            pass
+    except OSError as error:
+        logger.info("Ignoring emulator ready file %s: connecting to 127.0.0.1:%d failed: %s", ready_file, port, error)
+        return None
+    return ready
 
+
+def start_emulator(profile, state: Path):
+    """Return the KMS emulator of an emulator profile: the one already serving ``<state>/emulator``, or a new one.
+
+    Two servers on one data directory would share one SQLite database, and the second one's
+    exit would remove the first one's ready file, so a live emulator is reused and left
+    running. Otherwise an emulator is started that the run stops. It lives in the CLI, a
+    front end, because client-side modules never import the emulator.
+    """
+    from byok.emulator.process import READY_FILE_NAME, EmulatorProcess
+
+    data_dir = state / "emulator"
+    ready_file = data_dir / READY_FILE_NAME
+    ready = running_emulator(ready_file)
+    if ready is not None:
+        if ready.get("region") != profile.kms.region:
+            raise ConfigError(
+                f"the KMS emulator running for {data_dir} (PID {ready['pid']}) serves region "
+                f"{ready.get('region')!r}, but profile {profile.name} uses {profile.kms.region!r}",
+                fix=f"stop PID {ready['pid']} and start it with --region {profile.kms.region}, or use a profile for its region",
+            )
+        logger.info("Using the KMS emulator PID %s at %s that already serves %s", ready["pid"], ready["endpoint"], data_dir)
+        return RunningEmulator(ready, ready_file)
     process = EmulatorProcess(
-        data_dir=state / "emulator",
+        data_dir=data_dir,
         secret_file=state / "secrets" / "emulator-root-access-key-secret",
         region=profile.kms.region,
+        ready_file=ready_file,
     )
     return process.start()
+
 
 def _configure_logging(verbose: int) -> None:
     from byok.cli import _configure_logging as configure
@@ -62,7 +128,13 @@ def _runbook_command(kind: str, summary: str):
         help="Runbook parameter, repeatable; NAME must be declared in the notebook's parameters cell. Never a secret.",
     )
     @click.option("--run-id", default=None, help="Run identifier used in labels and the bundle folder [default: generated].")
-    @click.option("--execution-timeout", type=float, default=600.0, show_default=True, help="Seconds one cell may run before the run fails.")
+    @click.option(
+        "--execution-timeout",
+        type=click.IntRange(min=1),
+        default=600,
+        show_default=True,
+        help="Whole seconds one cell may run before the run fails.",
+    )
     @click.option("--notebook", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Run this notebook instead of the shipped runbook.")
     @click.option("--force", is_flag=True, help="Replace the contents of an output folder that is not empty.")
     @click.option("-v", "--verbose", count=True, help="More output: -v for progress, -vv for debug and tracebacks.")
@@ -152,9 +224,18 @@ def report_verify(folder, trust, verbose) -> None:
     if result.intact:
         click.echo(f"intact: {result.files_checked} files match SHA256SUMS, {len(result.signers)} signature(s) verified")
         sys.exit(0)
-    click.echo(f"NOT intact: {folder}", err=True)
-    for problem in result.problems:
+    click.echo(f"NOT verified: {folder}: {result.verdict()}", err=True)
+    # The signer lines above already give each signer's problem.
+    for problem in result.manifest.problems() if result.manifest else []:
         click.echo(f"  - {problem}", err=True)
+    if result.untrusted_signers():
+        click.echo(
+            "Fix: if you expect these signers, get each one's certificate from that signer, not from the bundle, "
+            "and pass it with --trust WITNESS.pem (repeatable)",
+            err=True,
+        )
+    if result.manifest is not None and not result.manifest.intact:
+        click.echo("Fix: the bundle changed after it was signed; get an unchanged copy from where it was archived", err=True)
     sys.exit(1)
 
 

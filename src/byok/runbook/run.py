@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 import importlib.metadata
 import logging
+import os
 import re
 import shutil
 import subprocess
@@ -27,6 +28,7 @@ from byok.evidence import ceremony
 from byok.evidence.bundle import SealResult, SecretLeakFound, scan_bundle, seal_bundle
 from byok.profile import Profile, project_root
 from byok.runbook import EMULATOR_READY_ENV, EVIDENCE_ENV, OUTPUT_NOTEBOOK_ENV, RUN_ID_ENV, runner
+from byok.runbook.parameters import check_parameters
 from byok.secrets import STATE_DIR_ENV, load_secret, register_secret_value, state_dir
 
 logger = logging.getLogger(__name__)
@@ -86,6 +88,17 @@ def git_commit() -> str:
     return completed.stdout.strip() if completed.returncode == 0 else "not available"
 
 
+def _profile_parameter(reference: str) -> str:
+    """Return the profile reference for the kernel: a TOML path made absolute, a profile name unchanged.
+
+    load_profile treats a reference ending in .toml or containing a path separator as a
+    file, and the kernel's working directory is a temporary folder.
+    """
+    if reference.endswith(".toml") or os.sep in reference:
+        return str(Path(reference).expanduser().resolve())
+    return reference
+
+
 def _prepare_output(output_dir: Path, force: bool) -> None:
     if output_dir.exists() and any(output_dir.iterdir()):
         if not force:
@@ -108,8 +121,6 @@ def _register_runner_secrets(profile: Profile, state: Path, ready: dict[str, Any
         load_secret("emulator root AccessKey secret", env=None, file=Path(ready["access_key_secret_file"]))
         register_secret_value("AccessKey id", ready["access_key_id"])
     else:
-        import os
-
         key_id = os.environ.get(profile.kms.access_key_id_env or "", "")
         if key_id:
             register_secret_value("AccessKey id", key_id)
@@ -141,7 +152,7 @@ def run_runbook(
     output_dir: Path | None = None,
     notebook: Path | None = None,
     run_id: str | None = None,
-    execution_timeout: float = 600.0,
+    execution_timeout: int = 600,
     force: bool = False,
     start_emulator: Callable[[Profile, Path], Any] | None = None,
 ) -> RunbookRun:
@@ -154,8 +165,12 @@ def run_runbook(
     notebook = Path(notebook) if notebook else project_root() / "runbooks" / f"{RUNBOOKS[kind]}.ipynb"
     if not notebook.is_file():
         raise ConfigError(f"runbook {notebook} does not exist", fix="give the path of an .ipynb file")
-    if execution_timeout <= 0:
-        raise ConfigError(f"--execution-timeout {execution_timeout:g} is not positive", fix="give seconds, e.g. 600")
+    # papermill's kernel client takes the cell timeout as a whole number of seconds.
+    if not isinstance(execution_timeout, int) or execution_timeout < 1:
+        raise ConfigError(
+            f"--execution-timeout {execution_timeout!r} is not a whole number of seconds of at least 1",
+            fix="give whole seconds, e.g. 600",
+        )
     declared = runner.declared_parameters(notebook)
     parameters = runner.convert_parameters(raw_parameters, declared, notebook)
     if "profile" in declared:
@@ -164,7 +179,10 @@ def run_runbook(
                 f"-p profile {parameters['profile']!r} disagrees with --profile {profile_reference!r}",
                 fix="name the profile once, with --profile",
             )
-        parameters["profile"] = profile_reference
+        parameters["profile"] = _profile_parameter(profile_reference)
+    # The kernel runs in a temporary folder, so folders named by the operator are made
+    # absolute here, against the directory byok was started in.
+    parameters = check_parameters(RUNBOOKS[kind], parameters, declared=declared)
 
     run_id = run_id or new_run_id()
     output_dir = Path(output_dir) if output_dir else Path("reports") / run_id
@@ -253,7 +271,8 @@ def run_runbook(
     result = RunbookRun(run_id, output_dir, EXIT_PASSED, problems, warnings=warnings, result=outcome.result)
     if problems:
         result.exit_status = EXIT_FAILED
-        logger.error("Runbook %s failed, bundle %s left unsigned: %s", notebook.name, output_dir, "; ".join(problems))
+        # The front end prints the problems, so this line only counts them and each error appears once.
+        logger.info("Runbook %s failed with %d problem(s), bundle %s left unsigned", notebook.name, len(problems), output_dir)
         return result
     try:
         result.seal = seal_bundle(output_dir, profile, state_dir=state)

@@ -130,7 +130,12 @@ def explicit_kernel() -> Iterator[str]:
         (spec_dir / "kernel.json").write_text(
             json.dumps(
                 {
-                    "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+                    # Without the history option IPython stores every cell, parameters included,
+                    # in ~/.ipython/profile_default/history.sqlite (mode 0644).
+                    "argv": [
+                        sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}",
+                        "--HistoryManager.enabled=False",
+                    ],
                     "display_name": f"byok ({sys.executable})",
                     "language": "python",
                     "metadata": {"debugger": False},
@@ -209,7 +214,7 @@ def execute(
     parameters: dict[str, Any],
     *,
     kernel_name: str,
-    execution_timeout: float,
+    execution_timeout: int,
     cwd: Path,
 ) -> str | None:
     """Execute the notebook into ``output``; return a description of the exception raised, if any."""
@@ -251,15 +256,13 @@ def judge(output: Path, requested: dict[str, Any], raised: str | None) -> Execut
     import nbformat
 
     outcome = ExecutionOutcome()
-    if raised:
-        outcome.problems.append(raised)
     if not output.is_file():
+        if raised:
+            outcome.problems.append(raised)
         outcome.problems.append("papermill wrote no output notebook")
         return outcome
     book = nbformat.read(output, as_version=4)
     papermill_meta = book.metadata.get("papermill", {})
-    if papermill_meta.get("exception"):
-        outcome.problems.append("the notebook metadata records an exception")
 
     results = []
     pending: list[str] = []
@@ -280,12 +283,19 @@ def judge(output: Path, requested: dict[str, Any], raised: str | None) -> Execut
             if RESULT_MIME in item.get("data", {}):
                 results.append(item["data"][RESULT_MIME])
 
+    # A failed cell already names the exception, the stop of execution and the missing
+    # result, so those are reported separately only when no cell explains them.
+    explained = [cell["error"] for cell in outcome.failed_cells if cell.get("error")]
+    if raised and not any(raised.endswith(error) for error in explained):
+        outcome.problems.insert(0, raised)
+    if papermill_meta.get("exception") and not outcome.failed_cells:
+        outcome.problems.append("the notebook metadata records an exception")
     if pending and not outcome.failed_cells:
-        # Cells after a failed one are pending anyway; list them only when nothing else explains it.
         outcome.problems.append(f"{len(pending)} cell(s) never ran, the first being {pending[0]}")
     outcome.effective_parameters = dict(papermill_meta.get("parameters", {}))
     if len(results) != 1:
-        outcome.problems.append(f"the notebook emitted {len(results)} {RESULT_MIME} bundles, expected exactly 1")
+        if results or not outcome.failed_cells:
+            outcome.problems.append(f"the notebook emitted {len(results)} {RESULT_MIME} bundles, expected exactly 1")
     else:
         outcome.result = results[0]
         if outcome.result.get("verdict") != "passed":

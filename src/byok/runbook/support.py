@@ -32,6 +32,7 @@ from byok.runbook import (
     RESULT_MIME,
     RUN_ID_ENV,
 )
+from byok.runbook.parameters import check_parameters
 from byok.secrets import load_secret, register_secret_value, state_dir
 
 logger = logging.getLogger(__name__)
@@ -47,6 +48,8 @@ class Runbook:
     """One runbook run in the kernel: the open HSM session, the KMS client and the ceremony record."""
 
     def __init__(self, name: str, parameters: dict[str, Any]) -> None:
+        # byok's runner checked these before execution. This check covers a notebook run by hand.
+        check_parameters(name, parameters)
         self.name = name
         self.parameters = dict(parameters)
         self.run_id = os.environ.get(RUN_ID_ENV) or datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
@@ -495,10 +498,14 @@ class Runbook:
                 f"previous_bundle {folder} has no {ceremony.EVIDENCE_NAME}",
                 fix="name the folder 'byok import' wrote for this CMK",
             )
+        # NOTE: only the bundle's own report-signer.pem is a trust anchor here, so a bundle
+        # that a witness co-signed fails this check, because no parameter passes --trust.
         verification = verify_bundle(path)
         if not verification.intact:
+            changed = verification.manifest.problems() if verification.manifest else []
             raise ConfigError(
-                f"previous_bundle {folder} does not verify: " + "; ".join(verification.problems),
+                f"previous_bundle {folder} does not verify: {verification.verdict()}"
+                + "".join(f"; {problem}" for problem in changed),
                 fix="use the original, unchanged bundle folder",
             )
         earlier = ceremony.load(path / ceremony.EVIDENCE_NAME)
