@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import subprocess
 import sys
 import time
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 
 import pytest
@@ -14,7 +16,13 @@ from click.testing import CliRunner
 
 from byok.emulator import clock
 from byok.emulator.cli import emulator
+from byok.emulator.process import EmulatorProcess
 from byok.errors import ConfigError
+from tests.emulator.raw import encode_query, v1_params
+
+# Allowed difference, in seconds, between a Date header and the time the test expects:
+# the header has one-second resolution and the test process may be descheduled.
+DATE_TOLERANCE_SECONDS = 120
 
 
 @pytest.mark.parametrize(
@@ -87,3 +95,32 @@ def test_module_entry_point_runs_clock(tmp_path: Path) -> None:
     )
     assert completed.returncode == 0, completed.stderr
     assert clock.read_offset(tmp_path) == 5400
+
+
+def _date_headers(emulator_process: EmulatorProcess) -> list[str]:
+    """Send a signed DescribeRegions and return every Date header of the response."""
+    connection = http.client.HTTPConnection("127.0.0.1", emulator_process.port, timeout=30)
+    try:
+        query = encode_query(v1_params(emulator_process, "DescribeRegions"))
+        connection.request("POST", f"/?{query}", headers={"Content-Length": "0"})
+        response = connection.getresponse()
+        response.read()
+        assert response.status == 200
+        return [value for name, value in response.getheaders() if name.lower() == "date"]
+    finally:
+        connection.close()
+
+
+def test_date_header_follows_clock_advance(own_emulator: EmulatorProcess) -> None:
+    before = _date_headers(own_emulator)
+    assert len(before) == 1
+    assert before[0].endswith(" GMT")
+    assert abs(parsedate_to_datetime(before[0]).timestamp() - time.time()) < DATE_TOLERANCE_SECONDS
+
+    result = CliRunner().invoke(emulator, ["clock", "--data-dir", str(own_emulator.data_dir), "--advance", "25h"])
+    assert result.exit_code == 0, result.output
+
+    after = _date_headers(own_emulator)
+    assert len(after) == 1
+    expected = time.time() + 25 * 3600
+    assert abs(parsedate_to_datetime(after[0]).timestamp() - expected) < DATE_TOLERANCE_SECONDS

@@ -233,3 +233,16 @@ def test_dry_run_reports_state_first(client) -> None:
     key_id = create_external_key(client)
     error = expect_failure(client, "Encrypt", {"KeyId": key_id, "Plaintext": "x", "DryRun": True})
     assert error.code == "Rejected.PendingImport"
+
+
+def test_list_keys_destroys_expired_key(own_emulator: EmulatorProcess) -> None:
+    client = make_client("old-sdk", own_emulator)
+    key_id = client.call("CreateKey", {})["KeyMetadata"]["KeyId"]
+    client.call("ScheduleKeyDeletion", {"KeyId": key_id, "PendingWindowInDays": "7"})
+
+    advance_clock(own_emulator, "7d")
+    # ListKeys is the first request to touch the key after its window ended.
+    listed = [key["KeyId"] for key in client.call("ListKeys", {"PageSize": "100"})["Keys"]["Key"]]
+
+    assert key_id not in listed
+    assert expect_failure(client, "DescribeKey", {"KeyId": key_id}).code == "Forbidden.KeyNotFound"

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+from urllib.parse import parse_qsl, quote
 
 import pytest
 from alibabacloud_tea_openapi.utils import Utils as TeaUtils
 
 from byok.emulator import auth
+from byok.emulator.errors import ApiError
 
 # Inputs of the v1 vector: the example request of the KMS "Signature" API page.
 V1_VECTOR_PARAMS = {
@@ -120,3 +122,48 @@ def test_nonce_cache_is_bounded() -> None:
     # The two oldest were dropped to make room, the newest are still remembered.
     assert cache.check_and_add("AK", "n0", now=1000.0)
     assert not cache.check_and_add("AK", "n4", now=1000.0)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "a=1&b=2",
+        "a=1&&b=2&",
+        "flag&a=",
+        "a=1&a=2",
+        "a+b=c+d",
+        "name=%41%2b%2B%20+x",
+        "k=%zz&v=%4",
+        "%C3%A9=%E4%B8%AD",
+        "x==y&=z",
+        "caf\u00e9=\u00e9",
+    ],
+)
+def test_decode_form_matches_parse_qsl(text: str) -> None:
+    expected = dict(parse_qsl(text, keep_blank_values=True, errors="strict"))
+    assert auth._decode_form(text, "query string") == expected
+
+
+def test_decode_form_rejects_invalid_utf8() -> None:
+    with pytest.raises(ApiError, match="ParseRequestParameterException"):
+        auth._decode_form("a=%FF", "query string")
+
+
+def test_decode_form_rejects_too_many_fields() -> None:
+    with pytest.raises(ApiError, match="ParseRequestParameterException"):
+        auth._decode_form("&".join(["a=1"] * (auth.MAX_PARAMETERS + 1)), "query string")
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"Action": "Encrypt", "Plaintext": "a b*c/d+e=f&g~h", "Timestamp": "2016-03-28T03:13:08Z"},
+        {"a": "1", "a-b": "2", "a_b": "3", "é": "ü%"},
+    ],
+)
+def test_v1_string_to_sign_matches_quote(params: dict[str, str]) -> None:
+    # The reference form: every name and value quoted, sorted as pairs, the query quoted again.
+    pairs = sorted((quote(name, safe="~"), quote(value, safe="~")) for name, value in params.items())
+    canonical = "&".join(f"{name}={value}" for name, value in pairs)
+    expected = "POST&%2F&" + quote(canonical, safe="~")
+    assert auth.v1_string_to_sign("POST", {**params, "Signature": "ignored"}) == expected

@@ -25,6 +25,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from byok.emulator import crypto, errors
+from byok.emulator.errors import ApiError
 from byok.emulator.clock import EmulatedClock
 from byok.emulator.calls import (
     MAX_PAGE_SIZE,

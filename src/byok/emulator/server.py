@@ -1,7 +1,8 @@
 """The emulator's HTTP front: a raw ASGI callable served by uvicorn on 127.0.0.1.
 
 There is no web framework on purpose: a signed Encrypt passes through one body read,
-one parse, one HMAC, one SQLite lookup and one AES-GCM call.
+one parse, one HMAC, one SQLite ``PRAGMA data_version`` read (the store caches the
+rest) and one AES-GCM call.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import socket
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import format_datetime
 from pathlib import Path
 from typing import Any
 
@@ -68,14 +71,19 @@ class EmulatorApp:
         region: str,
         ram_handlers: RamHandlers,
         ram_store: RamStore,
+        store: Store,
+        clock: EmulatedClock,
         faults: FaultInjector | None = None,
     ) -> None:
         self._actions = {API_VERSION: handlers.actions, RAM_API_VERSION: ram_handlers.actions}
         self._ram_store = ram_store
+        self._store = store
+        self._clock = clock
         self._faults = faults
         self._authenticator = authenticator
         self._region = region
         self._host_id = f"kms.{region}.aliyuncs.com"
+        self._date_cache: tuple[int, bytes] = (-1, b"")
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -85,6 +93,8 @@ class EmulatorApp:
         extra_headers: list[tuple[bytes, bytes]] = []
         try:
             body = await _read_body(receive)
+            # Another process sharing the data directory may have committed a change.
+            self._store.refresh()
             method = scope["method"]
             if method not in ("GET", "POST"):
                 raise errors.unsupported_http_method()
@@ -97,6 +107,8 @@ class EmulatorApp:
             fault = self._faults.pick(action) if self._faults is not None else None
             if fault is not None:
                 await self._apply_fault(fault, action, request_id, send)
+                # The injected latency may have let other requests or processes change state.
+                self._store.refresh()
             if auth.version == API_VERSION:
                 spec.validate(action, request.params)
             context = CallContext(
@@ -137,12 +149,26 @@ class EmulatorApp:
                 "headers": [
                     *_JSON_HEADERS,
                     (b"content-length", str(len(payload)).encode("ascii")),
+                    (b"date", self._date_header()),
                     (b"x-acs-request-id", request_id.encode("ascii")),
                     *extra_headers,
                 ],
             }
         )
         await send({"type": "http.response.body", "body": payload})
+
+    def _date_header(self) -> bytes:
+        """Return the emulated time as an RFC 7231 IMF-fixdate, formatted once per second.
+
+        It follows ``byok emulator clock --advance``, so a client that reads the server's
+        time from Date judges import token lifetimes by the emulated clock.
+        """
+        second = int(self._clock.now())
+        cached_second, value = self._date_cache
+        if second != cached_second:
+            value = format_datetime(datetime.fromtimestamp(second, UTC), usegmt=True).encode("ascii")
+            self._date_cache = (second, value)
+        return value
 
     async def _apply_fault(self, fault: Fault, action: str, request_id: str, send: Send) -> None:
         """Wait, drop the connection or raise the fault's error, as ``byok emulator faults`` set it."""
@@ -252,7 +278,9 @@ def open_emulator(options: ServeOptions) -> Emulator:
         max_clock_skew_seconds=options.max_clock_skew_seconds,
         nonce_cache=NonceCache(options.nonce_retention_seconds, options.nonce_cache_size),
     )
-    app = EmulatorApp(handlers, authenticator, options.region, ram_handlers, ram_store, FaultInjector(data_dir))
+    app = EmulatorApp(
+        handlers, authenticator, options.region, ram_handlers, ram_store, store, clock, FaultInjector(data_dir)
+    )
     return Emulator(app, store, root)
 
 
@@ -365,6 +393,11 @@ def serve(options: ServeOptions) -> None:
         access_log=False,
         log_config=None,
         server_header=False,
+        # The app sends Date from the emulated clock instead.
+        date_header=False,
+        # No proxy sits in front of the emulator, and the middleware costs a call per request.
+        proxy_headers=False,
+        ws="none",
     )
     server = _ReadyServer(config, on_started, on_stopped)
     try:

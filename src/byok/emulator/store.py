@@ -126,6 +126,7 @@ CREATE TABLE IF NOT EXISTS tags (
 """
 
 _ALPHANUMERIC = string.ascii_letters + string.digits
+_MAX_CACHED_ENTRIES = 10_000
 
 
 class MaterialMismatch(Exception):
@@ -223,7 +224,12 @@ _KEY_COLUMNS = (
 
 
 class Store:
-    """The emulator's SQLite database; one instance per process, used from the event loop thread."""
+    """The emulator's SQLite database; one instance per process, used from the event loop thread.
+
+    Reads of AccessKeys, keys, key versions and their ciphers are cached in memory.
+    Callers call ``refresh`` before each request so that changes committed by another
+    process sharing the data directory are seen.
+    """
 
     def __init__(self, data_dir: Path, master_key: MasterKey) -> None:
         self._master_key = master_key
@@ -236,12 +242,48 @@ class Store:
         self._connection.execute("PRAGMA busy_timeout=10000")
         # executescript commits on its own; every statement is CREATE … IF NOT EXISTS.
         self._connection.executescript(_SCHEMA)
+        # Read caches, emptied by _invalidate on every commit of this process and, through
+        # refresh(), on every commit of another process.
         self._access_keys: dict[str, AccessKey] = {}
-        # Material never changes once bound to a key version, so its cipher can be cached.
+        self._keys: dict[str, KeyRecord] = {}
+        self._version_keys: dict[str, str] = {}
         self._version_ciphers: dict[str, tuple[str, AESGCM]] = {}
+        self._data_version = self._read_data_version()
+        # Incremented by every invalidation, so caches outside the store (RAM permissions)
+        # can tell whether they are still current.
+        self.generation = 0
 
     def close(self) -> None:
         self._connection.close()
+
+    def _read_data_version(self) -> int:
+        return self._connection.execute("PRAGMA data_version").fetchone()[0]
+
+    def refresh(self) -> None:
+        """Drop the read caches if another connection committed a change since the last call.
+
+        SQLite's ``PRAGMA data_version`` changes whenever another connection (of this or
+        another process) commits, and not for this connection's own commits, which
+        ``_transaction`` handles. The server calls this at the start of every request.
+        """
+        version = self._read_data_version()
+        if version != self._data_version:
+            self._data_version = version
+            self._invalidate()
+
+    def _invalidate(self) -> None:
+        self._access_keys.clear()
+        self._keys.clear()
+        self._version_keys.clear()
+        self._version_ciphers.clear()
+        self.generation += 1
+
+    @staticmethod
+    def _remember(cache: dict, key: str, value: Any) -> None:
+        # A bound on memory, not an LRU: the caches only spare SQLite reads.
+        if len(cache) >= _MAX_CACHED_ENTRIES:
+            cache.clear()
+        cache[key] = value
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
@@ -251,8 +293,11 @@ class Store:
             yield connection
         except BaseException:
             connection.execute("ROLLBACK")
+            # Also after a rollback, in case a cached read ran inside the transaction.
+            self._invalidate()
             raise
         connection.execute("COMMIT")
+        self._invalidate()
 
     # Accounts and access keys.
 
@@ -299,10 +344,7 @@ class Store:
         access_key = AccessKey(
             access_key_id, row[0], Secret(secret_value, f"AccessKey secret of {access_key_id}"), row[2], row[4]
         )
-        # Only the root key is cached: RAM users' keys can be deleted by another process
-        # sharing the data directory, so they are read from the database on every request.
-        if row[3]:
-            self._access_keys[access_key_id] = access_key
+        self._remember(self._access_keys, access_key_id, access_key)
         return access_key
 
     # Keys.
@@ -340,8 +382,15 @@ class Store:
             )
 
     def get_key(self, key_id: str) -> KeyRecord | None:
+        cached = self._keys.get(key_id)
+        if cached is not None:
+            return cached
         row = self._connection.execute(f"SELECT {_KEY_COLUMNS} FROM keys WHERE key_id = ?", (key_id,)).fetchone()
-        return None if row is None else KeyRecord(*row)
+        if row is None:
+            return None
+        key = KeyRecord(*row)
+        self._remember(self._keys, key_id, key)
+        return key
 
     def list_keys(self, account_id: str, region: str) -> list[KeyRecord]:
         rows = self._connection.execute(
@@ -362,7 +411,7 @@ class Store:
             return None
         material = self._master_key.open(row[1], f"key_version/{key_version_id}")
         entry = (row[0], AESGCM(material))
-        self._version_ciphers[key_version_id] = entry
+        self._remember(self._version_ciphers, key_version_id, entry)
         return entry
 
     # Import.
@@ -433,10 +482,16 @@ class Store:
         return new_state
 
     def get_version_key_id(self, key_version_id: str) -> str | None:
+        cached = self._version_keys.get(key_version_id)
+        if cached is not None:
+            return cached
         row = self._connection.execute(
             "SELECT key_id FROM key_versions WHERE key_version_id = ?", (key_version_id,)
         ).fetchone()
-        return None if row is None else row[0]
+        if row is None:
+            return None
+        self._remember(self._version_keys, key_version_id, row[0])
+        return row[0]
 
     # State changes. Each one reads and writes inside one BEGIN IMMEDIATE transaction, so
     # the state table is applied to the state the change actually replaces.
@@ -464,14 +519,8 @@ class Store:
             if drop_material:
                 connection.execute("UPDATE key_versions SET material_sealed = NULL WHERE key_id = ?", (key_id,))
         if drop_material:
-            self._forget_ciphers(key_id)
             updates["drop_material"] = True
         return updates
-
-    def _forget_ciphers(self, key_id: str) -> None:
-        for version_id, (owner, _) in list(self._version_ciphers.items()):
-            if owner == key_id:
-                del self._version_ciphers[version_id]
 
     def destroy_key(self, key_id: str, now: float) -> bool:
         """Delete a PendingDeletion key whose window ended, with its versions, aliases, tags and tokens.
@@ -488,7 +537,6 @@ class Store:
             for table in ("aliases", "tags", "import_tokens", "key_versions"):
                 connection.execute(f"DELETE FROM {table} WHERE key_id = ?", (key_id,))
             connection.execute("DELETE FROM keys WHERE key_id = ?", (key_id,))
-        self._forget_ciphers(key_id)
         logger.info("destroyed key %s: its deletion window ended", key_id)
         return True
 

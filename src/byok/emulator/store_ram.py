@@ -18,6 +18,7 @@ from byok.emulator.store import Store
 logger = logging.getLogger(__name__)
 
 _ALPHANUMERIC = string.ascii_letters + string.digits
+_MAX_CACHED_PERMISSIONS = 10_000
 
 
 class RamConflict(Exception):
@@ -71,6 +72,8 @@ class RamStore:
 
     def __init__(self, store: Store) -> None:
         self._store = store
+        self._permissions: dict[tuple[str, str], Permissions] = {}
+        self._permissions_generation = store.generation
 
     # Users.
 
@@ -230,7 +233,17 @@ class RamStore:
         return [Attachment(*row) for row in rows]
 
     def permissions(self, account_id: str, user_name: str) -> Permissions:
-        """Return the statements of every policy attached to the user, read in one query."""
+        """Return the statements of every policy attached to the user, read in one query.
+
+        The parsed result is cached until the store's next invalidation, that is, until
+        this or another process commits any change.
+        """
+        if self._permissions_generation != self._store.generation:
+            self._permissions.clear()
+            self._permissions_generation = self._store.generation
+        cached = self._permissions.get((account_id, user_name))
+        if cached is not None:
+            return cached
         rows = self._store._connection.execute(
             "SELECT p.document FROM ram_user_policies a JOIN ram_policies p "
             "ON p.account_id = a.account_id AND p.policy_name = a.policy_name "
@@ -240,4 +253,8 @@ class RamStore:
         statements = []
         for (document,) in rows:
             statements.extend(parse_policy_document(document))
-        return Permissions(tuple(statements))
+        permissions = Permissions(tuple(statements))
+        if len(self._permissions) >= _MAX_CACHED_PERMISSIONS:
+            self._permissions.clear()
+        self._permissions[(account_id, user_name)] = permissions
+        return permissions
