@@ -76,7 +76,7 @@ def byok_state_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
-def emulator(profile: Profile, byok_state_dir: Path) -> Iterator[dict | None]:
+def emulator(profile: Profile, byok_state_dir: Path, run_id: str) -> Iterator[dict | None]:
     """Start the KMS emulator for profiles whose endpoint is ``emulator``; None otherwise."""
     if not profile.kms.uses_emulator:
         yield None
@@ -87,6 +87,8 @@ def emulator(profile: Profile, byok_state_dir: Path) -> Iterator[dict | None]:
         data_dir=byok_state_dir / "emulator",
         secret_file=byok_state_dir / "secrets" / "emulator-root-access-key-secret",
         region=profile.kms.region,
+        # An emulator the user started with 'byok emulator serve' keeps its ready.json.
+        ready_file=byok_state_dir / "emulator" / f"ready-certify-{run_id}.json",
     ) as process:
         yield process.ready
 

@@ -6,6 +6,8 @@ Mounted by the top-level CLI as ``byok emulator …`` and runnable as
 
 from __future__ import annotations
 
+import difflib
+
 import logging
 import re
 import sys
@@ -58,13 +60,14 @@ def emulator() -> None:
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
     help="JSON file written once the server accepts requests (endpoint, region, account_id, "
-    "access_key_id, access_key_secret_file, pid, data_dir) and removed on exit.",
+    "access_key_id, access_key_secret_file, pid, data_dir) and removed on exit [default: <data dir>/ready.json].",
 )
 @click.option(
     "--access-key-secret-file",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
-    help="File (mode 0600) that receives the root AccessKey secret [default: <data dir>/root-access-key-secret].",
+    help="File (mode 0600) that receives the root AccessKey secret [default: <state dir>/secrets/"
+    "emulator-root-access-key-secret with the default --data-dir, else <data dir>/root-access-key-secret].",
 )
 @click.option("--region", default=DEFAULT_REGION, show_default=True, help="Region id the emulator serves, used in ARNs.")
 @click.option(
@@ -114,11 +117,16 @@ def serve(
     try:
         if not _REGION_PATTERN.match(region):
             raise ConfigError(f"invalid --region {region!r}", fix="pass a region id such as cn-hangzhou or ap-southeast-1")
+        chosen_data_dir = data_dir or default_data_dir()
+        if access_key_secret_file is None and data_dir is None:
+            # The default data folder sits in the state directory, whose secrets/ folder
+            # already holds the root AccessKey secret that byok certify uses.
+            access_key_secret_file = chosen_data_dir.parent / "secrets" / "emulator-root-access-key-secret"
         options = ServeOptions(
-            data_dir=data_dir or default_data_dir(),
+            data_dir=chosen_data_dir,
             host=host,
             port=port,
-            ready_file=ready_file,
+            ready_file=ready_file or chosen_data_dir / "ready.json",
             access_key_secret_file=access_key_secret_file,
             region=region,
             max_clock_skew_seconds=max_clock_skew,
@@ -128,6 +136,14 @@ def serve(
         run_server(options)
     except ByokError as error:
         _fail(error)
+
+
+def known_actions() -> frozenset[str]:
+    """Return the KMS and RAM action names the emulator serves."""
+    from byok.emulator.ram import RAM_ACTION_NAMES
+    from byok.emulator.spec import load_spec
+
+    return frozenset(load_spec()) | RAM_ACTION_NAMES
 
 
 @emulator.command("clock")
@@ -144,12 +160,21 @@ def serve(
     default=None,
     help="Move the clock forward by DURATION: a whole number followed by s, m, h or d (3600s, 90m, 25h, 7d).",
 )
-def clock(data_dir: Path, duration: str | None) -> None:
-    """Show or advance the emulated clock that governs token and key material expiry."""
+@click.option(
+    "--reset",
+    is_flag=True,
+    help="Set the clock back to this machine's time; expiries and deletions that already happened stay.",
+)
+def clock(data_dir: Path, duration: str | None, reset: bool) -> None:
+    """Show, advance or reset the emulated clock that governs token and key material expiry."""
     from byok.emulator import clock as emulated_clock
 
     try:
-        if duration is not None:
+        if reset and duration is not None:
+            raise ConfigError("--reset and --advance cannot be combined", fix="pass one of them")
+        if reset:
+            offset = emulated_clock.reset(data_dir)
+        elif duration is not None:
             offset = emulated_clock.advance(data_dir, emulated_clock.parse_duration(duration))
         else:
             offset = emulated_clock.read_offset(data_dir)
@@ -193,6 +218,14 @@ def faults(
     from byok.emulator import faults as fault_settings
 
     try:
+        known = known_actions()
+        if action != fault_settings.ALL_ACTIONS and action not in known:
+            close = difflib.get_close_matches(action, sorted(known), n=3)
+            raise ConfigError(
+                f"--action {action!r} is not an action the emulator serves",
+                fix=(f"did you mean {', '.join(close)}? " if close else "")
+                + "use a KMS or RAM action name such as Encrypt, or * for every action",
+            )
         current = fault_settings.read_faults(data_dir)
         if clear:
             if action == fault_settings.ALL_ACTIONS:

@@ -67,7 +67,7 @@ def advance(data_dir: Path, seconds: int) -> float:
     if seconds < 0:
         raise ConfigError(
             f"cannot move the emulated clock back by {-seconds} seconds",
-            fix="pass a non-negative duration; delete clock.json to reset the clock",
+            fix="pass a non-negative duration, or 'byok emulator clock --reset' to go back to this machine's time",
         )
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
@@ -82,6 +82,26 @@ def advance(data_dir: Path, seconds: int) -> float:
     os.replace(temporary, path)
     logger.info("emulated clock of %s advanced by %d s, offset now %.0f s", data_dir, seconds, offset)
     return offset
+
+
+def reset(data_dir: Path) -> float:
+    """Set the emulated clock of ``data_dir`` back to this machine's time and return 0.
+
+    Keys whose material expired or whose deletion window ended while the clock was ahead
+    stay as they are: the store keeps those changes.
+    """
+    data_dir = Path(data_dir)
+    if not data_dir.is_dir():
+        raise ConfigError(
+            f"emulator data directory {data_dir} does not exist",
+            fix="pass the --data-dir the emulator was started with",
+        )
+    path = clock_file(data_dir)
+    temporary = path.with_name(f".{CLOCK_FILE_NAME}.{os.getpid()}.tmp")
+    temporary.write_text(json.dumps({"offset_seconds": 0}) + "\n", encoding="utf-8")
+    os.replace(temporary, path)
+    logger.info("emulated clock of %s reset to this machine's time", data_dir)
+    return 0.0
 
 
 class EmulatedClock:

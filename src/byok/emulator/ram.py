@@ -77,6 +77,24 @@ def _bounded(params: Mapping[str, str], name: str, maximum: int) -> str:
     return value
 
 
+# The RAM 2015-05-01 actions the emulator serves, for validating names given elsewhere.
+RAM_ACTION_NAMES = frozenset(
+    {
+        "CreateUser",
+        "GetUser",
+        "DeleteUser",
+        "CreateAccessKey",
+        "DeleteAccessKey",
+        "ListAccessKeys",
+        "CreatePolicy",
+        "DeletePolicy",
+        "AttachPolicyToUser",
+        "DetachPolicyFromUser",
+        "ListPoliciesForUser",
+    }
+)
+
+
 class RamHandlers:
     """The RAM action handlers of one emulator process."""
 

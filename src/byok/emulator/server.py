@@ -314,6 +314,19 @@ def bind_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
+def remove_own_ready_file(path: Path) -> None:
+    """Remove the ready file only if it still describes this process.
+
+    Another server started later on the same path has replaced it, and its file must stay.
+    """
+    try:
+        content = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return
+    if content.get("pid") == os.getpid():
+        path.unlink(missing_ok=True)
+
+
 def write_ready_file(path: Path, content: dict[str, Any]) -> None:
     """Write the ready file atomically: a temporary file in the same directory, then rename."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -381,7 +394,7 @@ def serve(options: ServeOptions) -> None:
             return
         stopped = True
         if options.ready_file is not None:
-            Path(options.ready_file).unlink(missing_ok=True)
+            remove_own_ready_file(Path(options.ready_file))
         emulator.store.close()
         logger.info("KMS emulator on %s stopped", endpoint)
 
