@@ -45,14 +45,10 @@ def _hash_algorithm(algorithm: hashes.HashAlgorithm | Prehashed) -> hashes.HashA
     return algorithm._algorithm if isinstance(algorithm, Prehashed) else algorithm
 
 
-class TokenEcKey(ec.EllipticCurvePrivateKey):
-    """A P-256 private key on the token that signs through C_Sign(CKM_ECDSA).
+class _TokenPrivateKey:
+    """What both token signing keys share: the session and label, and no way to export."""
 
-    Valid only while the session it was found in is open. Every method that would
-    export the key raises, because the key is sensitive and never extractable.
-    """
-
-    def __init__(self, session: HsmSession, label: str, public_key: ec.EllipticCurvePublicKey) -> None:
+    def __init__(self, session: HsmSession, label: str, public_key) -> None:
         self._hsm_session = session
         self._label = label
         self._public_key = public_key
@@ -61,6 +57,34 @@ class TokenEcKey(ec.EllipticCurvePrivateKey):
     def label(self) -> str:
         return self._label
 
+    def public_key(self):
+        return self._public_key
+
+    def private_numbers(self):
+        raise TypeError(f"the private key {self._label!r} stays in the token and cannot be exported")
+
+    def private_bytes(
+        self,
+        encoding: serialization.Encoding,
+        format: serialization.PrivateFormat,
+        encryption_algorithm: serialization.KeySerializationEncryption,
+    ) -> bytes:
+        raise TypeError(f"the private key {self._label!r} stays in the token and cannot be exported")
+
+    def __copy__(self):
+        return self
+
+    def __deepcopy__(self, memo: dict):
+        return self
+
+
+class TokenEcKey(_TokenPrivateKey, ec.EllipticCurvePrivateKey):
+    """A P-256 private key on the token that signs through C_Sign(CKM_ECDSA).
+
+    Valid only while the session it was found in is open. Every method that would
+    export the key raises, because the key is sensitive and never extractable.
+    """
+
     @property
     def curve(self) -> ec.EllipticCurve:
         return ec.SECP256R1()
@@ -68,9 +92,6 @@ class TokenEcKey(ec.EllipticCurvePrivateKey):
     @property
     def key_size(self) -> int:
         return 256
-
-    def public_key(self) -> ec.EllipticCurvePublicKey:
-        return self._public_key
 
     def sign(self, data: bytes, signature_algorithm: ec.EllipticCurveSignatureAlgorithm) -> bytes:
         """Sign ``data`` with ECDSA on the token and return the DER signature cryptography expects."""
@@ -103,23 +124,6 @@ class TokenEcKey(ec.EllipticCurvePrivateKey):
     def exchange(self, algorithm: ec.ECDH, peer_public_key: ec.EllipticCurvePublicKey) -> bytes:
         raise TypeError("the report signing key only signs")
 
-    def private_numbers(self) -> ec.EllipticCurvePrivateNumbers:
-        raise TypeError(f"the private key {self._label!r} stays in the token and cannot be exported")
-
-    def private_bytes(
-        self,
-        encoding: serialization.Encoding,
-        format: serialization.PrivateFormat,
-        encryption_algorithm: serialization.KeySerializationEncryption,
-    ) -> bytes:
-        raise TypeError(f"the private key {self._label!r} stays in the token and cannot be exported")
-
-    def __copy__(self) -> TokenEcKey:
-        return self
-
-    def __deepcopy__(self, memo: dict) -> TokenEcKey:
-        return self
-
 
 # DER DigestInfo prefixes of EMSA-PKCS1-v1_5 (RFC 8017, section 9.2, note 1): C_Sign with
 # CKM_RSA_PKCS pads and signs exactly the DigestInfo it is given.
@@ -131,27 +135,15 @@ _DIGEST_INFO_PREFIXES = {
 RSA_SIGNING_KEY_BITS = 3072
 
 
-class TokenRsaKey(rsa.RSAPrivateKey):
+class TokenRsaKey(_TokenPrivateKey, rsa.RSAPrivateKey):
     """An RSA private key on the token that signs through C_Sign(CKM_RSA_PKCS) with a DigestInfo.
 
     Valid only while the session it was found in is open; export methods raise.
     """
 
-    def __init__(self, session: HsmSession, label: str, public_key: rsa.RSAPublicKey) -> None:
-        self._hsm_session = session
-        self._label = label
-        self._public_key = public_key
-
-    @property
-    def label(self) -> str:
-        return self._label
-
     @property
     def key_size(self) -> int:
         return self._public_key.key_size
-
-    def public_key(self) -> rsa.RSAPublicKey:
-        return self._public_key
 
     def sign(
         self,
@@ -181,23 +173,6 @@ class TokenRsaKey(rsa.RSAPrivateKey):
 
     def decrypt(self, ciphertext: bytes, padding_scheme: padding.AsymmetricPadding) -> bytes:
         raise TypeError("the report signing key only signs")
-
-    def private_numbers(self) -> rsa.RSAPrivateNumbers:
-        raise TypeError(f"the private key {self._label!r} stays in the token and cannot be exported")
-
-    def private_bytes(
-        self,
-        encoding: serialization.Encoding,
-        format: serialization.PrivateFormat,
-        encryption_algorithm: serialization.KeySerializationEncryption,
-    ) -> bytes:
-        raise TypeError(f"the private key {self._label!r} stays in the token and cannot be exported")
-
-    def __copy__(self) -> TokenRsaKey:
-        return self
-
-    def __deepcopy__(self, memo: dict) -> TokenRsaKey:
-        return self
 
 
 @dataclass(frozen=True)
