@@ -63,15 +63,17 @@ def hsm_hygiene(request: pytest.FixtureRequest):
         # Negotiate before the first scenario, so that every wrap of the run, in any
         # feature, is blocked rather than failed when the token cannot do it.
         request.getfixturevalue("capability")
+        # Fixtures are looked up before the scenario runs: pytest 9 deprecates doing so
+        # during teardown.
+        hsm = request.getfixturevalue("hsm")
+        pin = request.getfixturevalue("_hsm_pin")
+        run_objects = request.getfixturevalue("run_objects")
     yield
     if not is_scenario or not hsm_library.loaded_modules():
         return
     left_open = {path: count for path, count in hsm_library.open_session_counts().items() if count}
     assert not left_open, f"PKCS#11 sessions left open after the scenario: {left_open}"
 
-    hsm = request.getfixturevalue("hsm")
-    pin = request.getfixturevalue("_hsm_pin")
-    run_objects = request.getfixturevalue("run_objects")
     with hsm.session(pin) as session:
         labels = [entry["label"] or "" for entry in session.find_objects()]
     stray = sorted(

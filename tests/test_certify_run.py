@@ -179,7 +179,7 @@ def test_outline_rows_are_separate_results(two_runs) -> None:
 
 def test_second_report_has_history(two_runs) -> None:
     _, workdir, runs = two_runs
-    assert "report history: none (first run in this folder)" in runs[0].stdout
+    assert "report history: none (first run of this profile in this folder)" in runs[0].stdout
     assert "report history: from run run1 (build 1)" in runs[1].stdout
     files = embedded_files((workdir / "run2" / "allure-report" / "index.html").read_text())
     trend = json.loads(files["history/history-trend.json"])
@@ -202,7 +202,7 @@ def test_side_files_written(two_runs) -> None:
     properties = dict(
         line.split("=", 1) for line in (workdir / "run1" / "allure-results" / "environment.properties").read_text().splitlines()
     )
-    assert properties["history"] == "none (first run in this folder)"
+    assert properties["history"] == "none (first run of this profile in this folder)"
     assert properties["profile"] == "softhsm-emulator"
     assert properties["hsm.token.manufacturer"] == "SoftHSM project"
     assert properties["hsm.token.firmware"]

@@ -84,3 +84,30 @@ def test_bad_command_line_algorithm_named(tmp_path) -> None:
     assert result.returncode == 2
     assert "--wrapping-algorithm 'RSAES_OAEP_SHA256'" in result.stderr
     assert "softhsm-emulator.toml" not in result.stderr
+
+
+def test_force_refuses_foreign_files(tmp_path) -> None:
+    output = tmp_path / "out"
+    output.mkdir()
+    (output / "summary.json").write_text("{}")
+    (output / "extra-note.txt").write_text("not written by byok")
+    result = byok("certify", "--output", str(output), "--force", state=tmp_path)
+    assert result.returncode == 2
+    assert "extra-note.txt" in result.stderr
+    assert (output / "summary.json").read_text() == "{}"
+
+
+def test_force_keeps_earlier_run_on_usage_error(tmp_path) -> None:
+    output = tmp_path / "out"
+    output.mkdir()
+    (output / "SHA256SUMS").write_text("earlier run\n")
+    result = byok("certify", "--profile", "luna-aliyun", "--output", str(output), "--force", state=tmp_path)
+    assert result.returncode == 2
+    assert (output / "SHA256SUMS").read_text() == "earlier run\n"
+
+
+def test_reserved_pytest_option_rejected(tmp_path) -> None:
+    result = byok("certify", "--output", str(tmp_path / "out"), "--", "--wrapping-algorithm", "RSAES_PKCS1_V1_5", state=tmp_path)
+    assert result.returncode == 2
+    assert "--wrapping-algorithm" in result.stderr
+    assert not (tmp_path / "out").exists()

@@ -14,6 +14,7 @@ import logging
 import os
 import secrets as _random
 import shutil
+import signal
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -79,17 +80,29 @@ def run_certify(
     """Run the suite and return its result; raise ConfigError for usage problems."""
     run_id = run_id or new_run_id()
     output = (output_dir or default_output_dir(run_id)).resolve()
-    if output.exists() and any(output.iterdir()):
+    pytest_args = list(pytest_args or [])
+    check_pytest_args(pytest_args)
+    reuse_output = output.exists() and any(output.iterdir())
+    if reuse_output:
         if not force:
             raise ConfigError(
                 f"output folder {output} already holds files",
                 fix="choose another --output, or pass --force to replace the earlier run's files in it",
             )
-        _remove_earlier_run(output)
+        foreign = sorted(path.name for path in output.iterdir() if path.name not in RUN_ARTIFACTS)
+        if foreign:
+            raise ConfigError(
+                f"output folder {output} holds files byok certify did not write: {', '.join(foreign[:10])}",
+                fix="choose another --output; --force only replaces an earlier run's own files, because everything "
+                "in the folder gets signed",
+            )
     # Validate first: a run that cannot reach its HSM, its secrets or its report tool
-    # is a configuration error, reported before any scenario starts.
+    # is a configuration error, reported before any scenario starts and before anything
+    # of an earlier run is removed.
     preflight(profile)
     allure_cli = find_allure_cli()
+    if reuse_output:
+        _remove_earlier_run(output)
     output.mkdir(parents=True, exist_ok=True)
     base = state_dir()
     base.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -119,14 +132,12 @@ def run_certify(
         "no:cacheprovider",
         "-v" if verbose else "-q",
         "-rA",
-        *(pytest_args or []),
+        *pytest_args,
     ]
     environment = dict(os.environ)
     environment[STATE_DIR_ENV] = str(base)
     logger.info("running the %s suite, run %s, report folder %s", profile.name, run_id, output)
-    completed = subprocess.run(
-        command, cwd=root, env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, check=False
-    )
+    completed = _run_child(command, root, environment)
     console = completed.stdout
     (output / "pytest-output.txt").write_text(console, encoding="utf-8")
 
@@ -135,6 +146,7 @@ def run_certify(
         summary = json.loads(summary_path.read_text(encoding="utf-8"))
     else:
         summary = {"exitstatus": completed.returncode, "scenarios": []}
+    summary["selection"] = pytest_args
 
     report = None
     if completed.returncode in (0, 1) and summary_path.is_file():
@@ -161,7 +173,7 @@ def run_certify(
     seal = None
     # A run that executed is sealed whatever its verdict, because a failed run is evidence
     # too; a run with a leak is never signed.
-    if completed.returncode in (0, 1) and not hits and status != EXIT_USAGE:
+    if completed.returncode in (0, 1) and not hits and status != EXIT_USAGE and summary.get("scenarios"):
         try:
             seal = _seal(output, profile, base)
         except ByokError as error:
@@ -169,8 +181,10 @@ def run_certify(
             status = EXIT_FAILED
         else:
             seal_problem = ""
+    elif hits:
+        seal_problem = "a secret value was found in the run's output, so nothing was signed"
     else:
-        seal_problem = "not sealed: the run did not execute, or a secret was found in its output"
+        seal_problem = "no scenario ran, so there is nothing to sign"
     result = CertifyResult(status, output, summary, console, report, usage_message)
     result.seal = seal
     result.seal_problem = seal_problem
@@ -198,6 +212,54 @@ def _remove_earlier_run(output: Path) -> None:
             shutil.rmtree(path)
         elif path.exists():
             path.unlink()
+
+
+# Options byok certify sets for the child pytest itself; passing them after -- would run
+# and sign a different certification than the console and the folder describe.
+_RESERVED_PYTEST_OPTIONS = (
+    "--profile",
+    "--wrapping-algorithm",
+    "--run-id",
+    "--alluredir",
+    "--clean-alluredir",
+    "--byok-summary",
+    "--byok-evidence",
+    "--rootdir",
+    "-c",
+    "-p",
+    "--confcutdir",
+)
+
+
+def check_pytest_args(pytest_args: list[str]) -> None:
+    """Reject pytest arguments that would change what byok certify runs or where it writes."""
+    for argument in pytest_args:
+        name = argument.split("=", 1)[0]
+        if name in _RESERVED_PYTEST_OPTIONS:
+            raise ConfigError(
+                f"pytest argument {argument!r} is set by byok certify itself",
+                fix="use byok certify's own options (--profile, --wrapping-algorithm, --output, --run-id) "
+                "and pass only selections such as -k NAME or -m MARK after --",
+            )
+
+
+def _run_child(command: list[str], root: Path, environment: dict[str, str]) -> subprocess.CompletedProcess:
+    """Run the child pytest; on an interrupt, let it tear down (stopping its emulators) first."""
+    process = subprocess.Popen(
+        command, cwd=root, env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    try:
+        stdout, _ = process.communicate()
+    except KeyboardInterrupt:
+        logger.warning("interrupted: stopping the test run (PID %d) so it stops what it started", process.pid)
+        process.send_signal(signal.SIGINT)
+        try:
+            process.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.communicate()
+        raise
+    return subprocess.CompletedProcess(command, process.returncode, stdout, None)
 
 
 def preflight(profile: Profile) -> None:
@@ -248,6 +310,7 @@ def _build_report(cli: AllureCli, output: Path, summary: dict, *, run_id: str, p
     environment.setdefault("profile", profile.name)
     environment.setdefault("kms.wrapping_algorithm", profile.kms.wrapping_algorithm)
     environment["run_id"] = run_id
+    environment["selection"] = " ".join(summary.get("selection") or []) or "all scenarios"
     # The real service's endpoint appears in recorded evidence (the KmsClient repr) as text.
     allowed_hosts = () if profile.kms.uses_emulator else (profile.kms.endpoint.split("://")[-1].split("/")[0].split(":")[0],)
     return build_report(
@@ -273,7 +336,8 @@ def _usage_message(console: str) -> str:
 def _exit_status(pytest_status: int, summary: dict) -> int:
     if summary["secret_scan"]["hits"] or (summary.get("results_secret_scan") or {}).get("hits"):
         return EXIT_FAILED
-    if pytest_status == 4:
+    if pytest_status in (4, 5):
+        # 4: pytest usage error; 5: the selection after -- matched no scenario.
         return EXIT_USAGE
     if "report" in summary and not summary["report"]["complete"]:
         return EXIT_FAILED
@@ -314,6 +378,13 @@ def format_summary(result: CertifyResult, profile: Profile) -> str:
         counts[row["outcome"]] = counts.get(row["outcome"], 0) + 1
     lines.append("")
     lines.append(", ".join(f"{count} {outcome}" for outcome, count in sorted(counts.items())) or "no scenario ran")
+    selection = result.summary.get("selection") or []
+    if selection:
+        lines.append(
+            f"PARTIAL RUN: pytest selection {' '.join(selection)!r}; only the scenarios above were certified"
+        )
+        if not rows:
+            lines.append("the selection matched no scenario; check the -k or -m expression")
     for reason, number in blocked_reasons.items():
         lines.append(f"blocked reason {number}: {reason.removeprefix('blocked by environment: ')}")
     report = result.summary.get("report")
@@ -345,5 +416,7 @@ def format_summary(result: CertifyResult, profile: Profile) -> str:
         lines.append(f"NOT SEALED: {result.seal_problem}")
     lines.append(f"report folder: {result.output_dir}")
     verdict = {EXIT_PASSED: "PASSED", EXIT_FAILED: "FAILED", EXIT_BLOCKED: "BLOCKED by the environment", EXIT_USAGE: "USAGE ERROR"}
+    if selection and result.exit_status in (EXIT_PASSED, EXIT_BLOCKED):
+        verdict = {**verdict, result.exit_status: verdict[result.exit_status] + " (partial run)"}
     lines.append(f"verdict: {verdict.get(result.exit_status, result.exit_status)}")
     return "\n".join(lines)

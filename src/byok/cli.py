@@ -97,6 +97,9 @@ def certify(profile_ref, output, run_id, wrapping_algorithm, force, verbose, pyt
         result = run_certify(
             profile, output_dir=output, run_id=run_id, pytest_args=list(pytest_args), force=force, verbose=verbose > 0
         )
+    except KeyboardInterrupt:
+        click.echo("interrupted: the test run was stopped; its report folder is incomplete and unsigned", err=True)
+        sys.exit(130)
     except ByokError as error:
         _fail(error, verbose)
         return

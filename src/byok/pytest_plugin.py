@@ -301,8 +301,11 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     results_scan: dict[str, Any] = {"files_scanned": 0, "hits": []}
     alluredir = session.config.getoption("--alluredir", default=None)
     if alluredir and Path(alluredir).is_dir():
-        # The run folder holds the results and the evidence file written at fixture teardown.
-        hits, scanned = scan_paths([Path(alluredir).parent])
+        # The run folder (where the summary goes) holds the results and the evidence file
+        # written at fixture teardown; nothing outside it is scanned.
+        run_folder = path.parent.resolve()
+        scanned_paths = [run_folder] if Path(alluredir).resolve().is_relative_to(run_folder) else [Path(alluredir)]
+        hits, scanned = scan_paths(scanned_paths)
         results_scan = {
             "files_scanned": scanned,
             "hits": [{"file": hit.path, "secret": hit.secret_name, "encoding": hit.encoding} for hit in hits],

@@ -89,3 +89,19 @@ def test_faults_rejects_unknown_action(tmp_path) -> None:
     assert "'ListKey'" in result.stderr
     assert "ListKeys" in result.stderr
     assert not (tmp_path / "emulator" / "faults.json").exists()
+
+
+def test_second_serve_on_same_ready_file_refused(served) -> None:
+    state, ready = served
+    result = subprocess.run(
+        [sys.executable, "-m", "byok.cli", "emulator", "serve"],
+        env=dict(os.environ, BYOK_STATE_DIR=str(state)),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert f"PID {ready['pid']}" in result.stderr
+    remaining = json.loads((state / "emulator" / "ready.json").read_text())
+    assert remaining["pid"] == ready["pid"]

@@ -81,10 +81,7 @@ def test_every_action_covered(responses: dict[str, dict], tmp_path) -> None:
 @pytest.mark.parametrize(
     "action",
     sorted(
-        "CreateKey DescribeKey ListKeys GetParametersForImport ImportKeyMaterial Encrypt Decrypt GenerateDataKey "
-        "GenerateDataKeyWithoutPlaintext DescribeRegions DeleteKeyMaterial EnableKey DisableKey ScheduleKeyDeletion "
-        "CancelKeyDeletion CreateAlias UpdateAlias DeleteAlias ListAliases ListAliasesByKeyId ListKeyVersions "
-        "DescribeKeyVersion TagResource UntagResource ListResourceTags".split()
+        ["CreateKey", "DescribeKey", "ListKeys", "GetParametersForImport", "ImportKeyMaterial", "Encrypt", "Decrypt", "GenerateDataKey", "GenerateDataKeyWithoutPlaintext", "DescribeRegions", "DeleteKeyMaterial", "EnableKey", "DisableKey", "ScheduleKeyDeletion", "CancelKeyDeletion", "CreateAlias", "UpdateAlias", "DeleteAlias", "ListAliases", "ListAliasesByKeyId", "ListKeyVersions", "DescribeKeyVersion", "TagResource", "UntagResource", "ListResourceTags"]
     ),
 )
 def test_response_matches_tea_model(responses: dict[str, dict], action: str) -> None:

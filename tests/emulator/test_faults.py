@@ -7,7 +7,11 @@ import sys
 
 import pytest
 from alibabacloud_kms20160120 import models as tea_models
-from alibabacloud_tea_openapi.exceptions import ClientException, ServerException, ThrottlingException
+from alibabacloud_tea_openapi.exceptions import (
+    ClientException,
+    ServerException,
+    ThrottlingException,
+)
 from darabonba.runtime import RuntimeOptions
 
 from byok.emulator.faults import Fault, read_faults, write_faults

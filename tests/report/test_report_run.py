@@ -123,7 +123,7 @@ def test_report_renders_in_chromium(broken_run, tmp_path: Path) -> None:
         check=False,
     )
     assert dump.returncode == 0
-    visible = re.sub(r"<(script|style)\b.*?</\1>", "", dump.stdout, flags=re.S)
+    visible = re.sub(r"<(script|style)\b.*?</\1>", "", dump.stdout, flags=re.DOTALL)
     text = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", visible))
     for section in (
         "Create a CMK with external key material and download the import parameters",

@@ -7,7 +7,6 @@ Mounted by the top-level CLI as ``byok emulator …`` and runnable as
 from __future__ import annotations
 
 import difflib
-
 import logging
 import re
 import sys

@@ -10,25 +10,19 @@ leaves open are marked "inferred" where they are applied.
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import json
 import logging
 import re
 import secrets
-import time
 import uuid
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from byok.emulator import crypto, errors
-from byok.emulator.errors import ApiError
-from byok.emulator.clock import EmulatedClock
 from byok.emulator.calls import (
-    MAX_PAGE_SIZE,
     CallContext,
     Handler,
     base64_value,
@@ -40,6 +34,8 @@ from byok.emulator.calls import (
     page,
     required,
 )
+from byok.emulator.clock import EmulatedClock
+from byok.emulator.errors import ApiError
 from byok.emulator.handlers_aliases import AliasAndTagHandlers
 from byok.emulator.handlers_lifecycle import LifecycleHandlers
 from byok.emulator.store import (

@@ -83,7 +83,11 @@ class EmulatorProcess:
                 fix="call stop() before start()",
             )
         self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        # A ready file left by a killed server would look like a running one.
+        # A ready file left by a killed server would look like a running one; one that
+        # names a live server belongs to that server and is never removed here.
+        from byok.emulator.server import refuse_live_ready_file
+
+        refuse_live_ready_file(self.ready_file)
         self.ready_file.unlink(missing_ok=True)
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_file, "ab") as log:

@@ -25,10 +25,10 @@ import uvicorn
 from byok.emulator import errors, spec
 from byok.emulator.auth import (
     API_VERSION,
-    RAM_API_VERSION,
     DEFAULT_MAX_CLOCK_SKEW_SECONDS,
     DEFAULT_NONCE_CACHE_SIZE,
     DEFAULT_NONCE_RETENTION_SECONDS,
+    RAM_API_VERSION,
     Authenticator,
     NonceCache,
     parse_request,
@@ -40,8 +40,8 @@ from byok.emulator.faults import Fault, FaultInjector
 from byok.emulator.handlers import CallContext, KmsHandlers
 from byok.emulator.policy import Permissions
 from byok.emulator.ram import RamHandlers
-from byok.emulator.store_ram import RamStore
 from byok.emulator.store import AccessKey, Store
+from byok.emulator.store_ram import RamStore
 from byok.errors import ConfigError
 from byok.secrets import write_secret_file
 
@@ -314,6 +314,30 @@ def bind_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
+def refuse_live_ready_file(path: Path) -> None:
+    """Raise ConfigError when ``path`` describes another emulator process that is still running.
+
+    Replacing that file would hide the running server from 'byok kms' and from runbooks.
+    """
+    try:
+        content = json.loads(path.read_text(encoding="utf-8"))
+        pid = int(content["pid"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return
+    if pid == os.getpid():
+        return
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return
+    except PermissionError:
+        pass
+    raise ConfigError(
+        f"an emulator (PID {pid}) already serves with ready file {path} at {content.get('endpoint')}",
+        fix=f"use that emulator, stop PID {pid} first, or pass another --ready-file",
+    )
+
+
 def remove_own_ready_file(path: Path) -> None:
     """Remove the ready file only if it still describes this process.
 
@@ -362,6 +386,8 @@ class _ReadyServer(uvicorn.Server):
 
 def serve(options: ServeOptions) -> None:
     """Run the emulator until SIGINT or SIGTERM; remove the ready file on the way out."""
+    if options.ready_file is not None:
+        refuse_live_ready_file(Path(options.ready_file))
     emulator = open_emulator(options)
     sock = bind_socket(options.host, options.port)
     port = sock.getsockname()[1]

@@ -248,7 +248,7 @@ class _AcsClientWithHeaders(AcsClient):
     header still arrives, so an SDK change that breaks this is noticed.
     """
 
-    last_response_headers: dict[str, str] = {}
+    last_response_headers: dict[str, str]
 
     def _implementation_of_do_action(self, request, signer=None):
         status, headers, body, exception = super()._implementation_of_do_action(request, signer)

@@ -13,7 +13,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from byok.report.checks import ExternalReference, Reconciliation, find_external_references, reconcile
+from byok.report.checks import (
+    ExternalReference,
+    Reconciliation,
+    find_external_references,
+    reconcile,
+)
 from byok.report.generator import AllureCli
 from byok.report.sidefiles import (
     read_build_order,
@@ -28,7 +33,7 @@ logger = logging.getLogger(__name__)
 
 REPORT_DIR = "allure-report"
 HISTORY_DIR = "history"
-NO_HISTORY = "none (first run in this folder)"
+NO_HISTORY = "none (first run of this profile in this folder)"
 
 
 @dataclass

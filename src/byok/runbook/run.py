@@ -8,15 +8,15 @@ run, but only a passed run whose files hold no secret value is signed.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import importlib.metadata
+import json
 import logging
 import os
 import re
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -128,6 +128,36 @@ def _register_runner_secrets(profile: Profile, state: Path, ready: dict[str, Any
             load_secret("AccessKey secret", env=profile.kms.access_key_secret_env, file=None)
 
 
+def reject_secret_parameters(parameters: dict[str, Any], profile: Profile) -> None:
+    """Raise ConfigError when a notebook parameter contains a secret value byok knows.
+
+    papermill writes parameters into the notebook twice (the injected cell and its
+    metadata), and a runbook may pass them on to KMS, so a secret must be refused before
+    anything runs. The error names the parameter and the kind of secret, never the value.
+    """
+    folder = state_dir() / "secrets"
+    known: dict[str, str] = {}
+    if folder.is_dir():
+        for path in folder.iterdir():
+            if path.is_file():
+                value = path.read_text(encoding="utf-8").strip()
+                if value:
+                    known[value] = path.name
+    for variable in (profile.hsm.pin_env, profile.kms.access_key_secret_env, profile.kms.access_key_id_env):
+        value = os.environ.get(variable or "", "")
+        if value:
+            known[value] = variable
+    for name, value in parameters.items():
+        text = value if isinstance(value, str) else json.dumps(value, default=str)
+        for secret, secret_name in known.items():
+            if secret and secret in text:
+                raise ConfigError(
+                    f"parameter {name!r} contains the value of {secret_name}, a secret",
+                    fix="never pass secrets as parameters; runbooks read PINs and AccessKeys from the "
+                    "environment or the state directory themselves",
+                )
+
+
 def _render_notebook_html(notebook: Path, target: Path) -> None:
     import nbformat
     from nbconvert import HTMLExporter
@@ -173,6 +203,7 @@ def run_runbook(
         )
     declared = runner.declared_parameters(notebook)
     parameters = runner.convert_parameters(raw_parameters, declared, notebook)
+    reject_secret_parameters(parameters, profile)
     if "profile" in declared:
         if "profile" in parameters and parameters["profile"] != profile_reference:
             raise ConfigError(
