@@ -103,6 +103,7 @@ def test_import_evidence_records_ceremony(imported: tuple[Path, Path]) -> None:
     assert len(record["run"]["runbook SHA-256 before execution"]) == 64
     assert record["people"][0] == {"name": "Operator One", "role": "operator", "identity": "declared"}
     assert record["people"][1]["role"] == "security officer"
+    assert record["run"]["warnings"] == []
     assert record["split_knowledge"]["applicable"] is False
     assert record["aes_key"]["attributes"]["CKA_SENSITIVE"] is True
     assert record["aes_key"]["key check value"] == record["aes_key"]["attributes"]["CKA_CHECK_VALUE"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from byok.secrets import write_secret_file
@@ -24,3 +25,15 @@ def test_pin_as_parameter_rejected(tmp_path: Path) -> None:
     assert PIN not in completed.stdout
     assert not (work / "reports").exists()
     assert not (state / "emulator").exists()
+
+
+def test_import_without_people_warns(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    work = tmp_path / "work"
+    work.mkdir()
+
+    completed = run_byok(["import", "--output", str(work / "bundle")], state, work)
+
+    assert completed.returncode == 0, completed.stdout[-3000:]
+    record = json.loads((work / "bundle" / "evidence.json").read_text())
+    assert any(warning.startswith("people: no operator declared") for warning in record["run"]["warnings"])

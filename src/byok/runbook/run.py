@@ -276,6 +276,10 @@ def run_runbook(
     warnings = []
     if record.get("wrapping", {}).get("verdict") == "disallowed":
         warnings.append(f"key transport: {record['wrapping']['reason']}")
+    roles = {person.get("role") for person in record.get("people", [])}
+    if kind == "import" and "operator" not in roles:
+        # A key ceremony record should say who acted; byok cannot check it, but can say it is absent.
+        warnings.append("people: no operator declared (pass -p operator NAME, and -p approver NAME)")
     record["run"]["warnings"] = warnings
     _write_bundle(record, executed, output_dir)
     urls = external_urls(output_dir)
