@@ -29,6 +29,39 @@ def run_step(evidence: Callable[[StepRecord], StepRecord], call: Callable, *args
     return result
 
 
+def wrap_new_aes_key(evidence, hsm_session, run_objects, profile, public_key) -> tuple[str, bytes]:
+    """Put the KMS public key on the HSM, generate a new AES key and wrap it; return its label and the blob.
+
+    This is guide steps 3 to 5 as the profile configures them, shared by every step that
+    needs freshly wrapped material.
+    """
+    wrapping_label = run_objects.label("wrap")
+    run_objects.created_object(wrapping_label, "CKO_PUBLIC_KEY")
+    run_step(
+        evidence,
+        flow.import_wrapping_public_key,
+        hsm_session,
+        public_key,
+        label=wrapping_label,
+        wrap_attribute=profile.hsm.wrap_attribute,
+        token_object=profile.hsm.public_key_token_object,
+    )
+
+    aes_label = run_objects.label("aes")
+    run_objects.created_object(aes_label, "CKO_SECRET_KEY")
+    run_step(evidence, flow.generate_aes_key, hsm_session, label=aes_label)
+
+    wrapped, _ = run_step(
+        evidence,
+        flow.wrap_aes_key,
+        hsm_session,
+        wrapping_key_label=wrapping_label,
+        aes_key_label=aes_label,
+        wrapping_algorithm=profile.kms.wrapping_algorithm,
+    )
+    return aes_label, wrapped
+
+
 # -- the CMK -------------------------------------------------------------------------------
 
 
@@ -150,28 +183,7 @@ def cmk_with_imported_material(kms, profile, hsm_session, run_objects, run_id, e
         wrapping_algorithm=profile.kms.wrapping_algorithm,
         wrapping_key_spec=profile.kms.wrapping_key_spec,
     )
-    wrapping_label = run_objects.label("wrap")
-    run_objects.created_object(wrapping_label, "CKO_PUBLIC_KEY")
-    run_step(
-        evidence,
-        flow.import_wrapping_public_key,
-        hsm_session,
-        public_key,
-        label=wrapping_label,
-        wrap_attribute=profile.hsm.wrap_attribute,
-        token_object=profile.hsm.public_key_token_object,
-    )
-    aes_label = run_objects.label("aes")
-    run_objects.created_object(aes_label, "CKO_SECRET_KEY")
-    run_step(evidence, flow.generate_aes_key, hsm_session, label=aes_label)
-    wrapped, _ = run_step(
-        evidence,
-        flow.wrap_aes_key,
-        hsm_session,
-        wrapping_key_label=wrapping_label,
-        aes_key_label=aes_label,
-        wrapping_algorithm=profile.kms.wrapping_algorithm,
-    )
+    aes_label, wrapped = wrap_new_aes_key(evidence, hsm_session, run_objects, profile, public_key)
     run_step(
         evidence,
         flow.import_key_material,

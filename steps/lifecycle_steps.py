@@ -26,7 +26,7 @@ from byok.evidence import INFORMATIONAL, PASSED, StepRecord
 from byok.flow import lifecycle
 from byok.secrets import load_secret
 from steps.context import Ciphertext, Cmk, HsmObject, ImportBundle, WrappedKey
-from steps.kms_steps import run_step
+from steps.kms_steps import run_step, wrap_new_aes_key
 
 
 @dataclass
@@ -93,7 +93,7 @@ def _import_calls(kms) -> int:
 
 
 def _provision(lifecycle_kms, profile, hsm_session, run_objects, run_id, evidence, capability, *, hours: float, upload: bool):
-    # A token that cannot wrap as the profile asks makes this scenario blocked, not failed.
+    # A token that cannot wrap as the profile requests makes this scenario blocked, not failed.
     capability.require()
     key_id, _ = run_step(evidence, flow.create_external_key, lifecycle_kms, description=f"byok lifecycle run {run_id}")
     parameters, public_key, _ = run_step(
@@ -104,20 +104,7 @@ def _provision(lifecycle_kms, profile, hsm_session, run_objects, run_id, evidenc
         wrapping_algorithm=profile.kms.wrapping_algorithm,
         wrapping_key_spec=profile.kms.wrapping_key_spec,
     )
-    wrapping_label = run_objects.label("wrap")
-    run_objects.created_object(wrapping_label, "CKO_PUBLIC_KEY")
-    run_step(evidence, flow.import_wrapping_public_key, hsm_session, public_key, label=wrapping_label, wrap_attribute=profile.hsm.wrap_attribute)
-    aes_label = run_objects.label("aes")
-    run_objects.created_object(aes_label, "CKO_SECRET_KEY")
-    run_step(evidence, flow.generate_aes_key, hsm_session, label=aes_label)
-    wrapped, _ = run_step(
-        evidence,
-        flow.wrap_aes_key,
-        hsm_session,
-        wrapping_key_label=wrapping_label,
-        aes_key_label=aes_label,
-        wrapping_algorithm=profile.kms.wrapping_algorithm,
-    )
+    aes_label, wrapped = wrap_new_aes_key(evidence, hsm_session, run_objects, profile, public_key)
     if upload:
         run_step(
             evidence,
@@ -197,20 +184,8 @@ def lifecycle_other_material_rejected(lifecycle_kms, profile, hsm_session, lifec
         wrapping_algorithm=profile.kms.wrapping_algorithm,
         wrapping_key_spec=profile.kms.wrapping_key_spec,
     )
-    wrapping_label = run_objects.label("wrap")
-    run_objects.created_object(wrapping_label, "CKO_PUBLIC_KEY")
-    run_step(evidence, flow.import_wrapping_public_key, hsm_session, public_key, label=wrapping_label, wrap_attribute=profile.hsm.wrap_attribute)
-    other_label = run_objects.label("aes")
-    run_objects.created_object(other_label, "CKO_SECRET_KEY")
-    run_step(evidence, flow.generate_aes_key, hsm_session, label=other_label)
-    wrapped, _ = run_step(
-        evidence,
-        flow.wrap_aes_key,
-        hsm_session,
-        wrapping_key_label=wrapping_label,
-        aes_key_label=other_label,
-        wrapping_algorithm=profile.kms.wrapping_algorithm,
-    )
+    # A second AES key from the HSM: material the CMK was never bound to.
+    _, wrapped = wrap_new_aes_key(evidence, hsm_session, run_objects, profile, public_key)
     run_step(
         evidence,
         lifecycle.import_rejected,

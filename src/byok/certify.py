@@ -86,13 +86,13 @@ def run_certify(
     if reuse_output:
         if not force:
             raise ConfigError(
-                f"output folder {output} already holds files",
+                f"output folder {output} already contains files",
                 fix="choose another --output, or pass --force to replace the earlier run's files in it",
             )
         foreign = sorted(path.name for path in output.iterdir() if path.name not in RUN_ARTIFACTS)
         if foreign:
             raise ConfigError(
-                f"output folder {output} holds files byok certify did not write: {', '.join(foreign[:10])}",
+                f"output folder {output} contains files byok certify did not write: {', '.join(foreign[:10])}",
                 fix="choose another --output; --force only replaces an earlier run's own files, because everything "
                 "in the folder gets signed",
             )
@@ -191,8 +191,8 @@ def run_certify(
     return result
 
 
-# What a certify run writes into its folder; --force removes these before a new run so
-# the report and the signature never mix two runs.
+# Files and folders a certify run writes into its report folder. --force removes these
+# before a new run, so the report and the signature never mix two runs.
 RUN_ARTIFACTS = (
     "allure-results",
     "allure-report",
@@ -214,8 +214,8 @@ def _remove_earlier_run(output: Path) -> None:
             path.unlink()
 
 
-# Options byok certify sets for the child pytest itself; passing them after -- would run
-# and sign a different certification than the console and the folder describe.
+# Options byok certify sets for the child pytest itself. Passed again after --, they would
+# run and sign a different certification than the console and the folder describe.
 _RESERVED_PYTEST_OPTIONS = (
     "--profile",
     "--wrapping-algorithm",

@@ -79,7 +79,7 @@ def main() -> None:
     default=None,
     help="WrappingAlgorithm instead of the profile's: RSAES_OAEP_SHA_1, RSAES_OAEP_SHA_256 or RSAES_PKCS1_V1_5.",
 )
-@click.option("--force", is_flag=True, help="Write into an output folder that already holds files.")
+@click.option("--force", is_flag=True, help="Replace an earlier certify run's files in the output folder.")
 @verbose_option
 @click.argument("pytest_args", nargs=-1, type=click.UNPROCESSED)
 def certify(profile_ref, output, run_id, wrapping_algorithm, force, verbose, pytest_args) -> None:

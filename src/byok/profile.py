@@ -85,7 +85,7 @@ class Profile:
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def with_wrapping_algorithm(self, algorithm: str) -> Profile:
-        """Return a copy of this profile that asks for another WrappingAlgorithm."""
+        """Return a copy of this profile that requests another WrappingAlgorithm."""
         if algorithm not in WRAPPING_ALGORITHMS:
             raise ConfigError(
                 f"--wrapping-algorithm {algorithm!r} is not a KMS WrappingAlgorithm",
@@ -96,7 +96,7 @@ class Profile:
 
 
 def project_root() -> Path:
-    """Return the checkout that holds ``profiles/`` and ``features/``.
+    """Return the checkout that contains ``profiles/`` and ``features/``.
 
     byok is installed in editable mode from its checkout, so the root is found from
     this file; ``BYOK_PROJECT_ROOT`` overrides it for unusual installs.

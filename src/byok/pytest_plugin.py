@@ -1,7 +1,7 @@
 """byok's pytest plugin: Gherkin tags to Allure metadata, blocked checks, and the run summary.
 
-Loaded through the ``pytest11`` entry point, so it is active in every pytest run in the
-project's environment; everything it does is keyed on pytest-bdd scenarios or on the
+It is loaded through the ``pytest11`` entry point, so it is active in every pytest run in
+the project's environment. Everything it does is keyed on pytest-bdd scenarios or on the
 ``--byok-summary`` option, so plain library tests are unaffected.
 
 Before any scenario runs, every Gherkin step is looked up the way pytest-bdd's
@@ -301,7 +301,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     results_scan: dict[str, Any] = {"files_scanned": 0, "hits": []}
     alluredir = session.config.getoption("--alluredir", default=None)
     if alluredir and Path(alluredir).is_dir():
-        # The run folder (where the summary goes) holds the results and the evidence file
+        # The run folder (where the summary goes) contains the results and the evidence file
         # written at fixture teardown; nothing outside it is scanned.
         run_folder = path.parent.resolve()
         scanned_paths = [run_folder] if Path(alluredir).resolve().is_relative_to(run_folder) else [Path(alluredir)]

@@ -89,7 +89,7 @@ def test_signer_rejects_foreign_certificate(session: HsmSession, signer_label: s
         certificate_file = tmp_path / "other.pem"
         certificate_file.write_bytes(other.certificate_pem())
 
-        with pytest.raises(HsmError, match="holds another public key"):
+        with pytest.raises(HsmError, match="contains another public key"):
             report_signer(session, signer_label, certificate_file=certificate_file)
     finally:
         for object_class in ("CKO_PRIVATE_KEY", "CKO_PUBLIC_KEY", "CKO_CERTIFICATE"):

@@ -119,7 +119,7 @@ def serve(
         chosen_data_dir = data_dir or default_data_dir()
         if access_key_secret_file is None and data_dir is None:
             # The default data folder sits in the state directory, whose secrets/ folder
-            # already holds the root AccessKey secret that byok certify uses.
+            # already contains the root AccessKey secret that byok certify uses.
             access_key_secret_file = chosen_data_dir.parent / "secrets" / "emulator-root-access-key-secret"
         options = ServeOptions(
             data_dir=chosen_data_dir,

@@ -83,8 +83,8 @@ class EmulatorProcess:
                 fix="call stop() before start()",
             )
         self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        # A ready file left by a killed server would look like a running one; one that
-        # names a live server belongs to that server and is never removed here.
+        # A ready file left by a killed server would look like a running one, so it is
+        # removed. One that names a live server belongs to that server and stays.
         from byok.emulator.server import refuse_live_ready_file
 
         refuse_live_ready_file(self.ready_file)

@@ -1,9 +1,9 @@
 """Sealing a report folder: leak scan, ``SHA256SUMS``, ``report-signer.pem`` and ``SHA256SUMS.p7s``.
 
 ``seal_bundle`` serves every front end that writes a report folder (runbooks, certify).
-It scans every file for every secret value the process knows before anything is signed;
-a hit raises ``SecretLeakFound`` and leaves the folder without ``SHA256SUMS`` and its
-signature, so an unsigned folder is never mistaken for a sealed one.
+It scans every file for every secret value the process has registered before anything is
+signed. A hit raises ``SecretLeakFound`` and leaves the folder without ``SHA256SUMS`` and
+its signature, so an unsigned folder is never mistaken for a sealed one.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """Secret leak scanning and log redaction.
 
 Every ``byok.secrets.Secret`` registers its value. Before a report is kept or signed,
-each artifact is searched for every registered value and for the encodings in which a
-value can reappear: as sent in a URL query (percent-encoded), base64 of it, and its
+each artifact is searched for every registered value. The search also covers the
+encodings in which a value can reappear: percent-encoded as in a URL query, base64, and
 lower- and upper-case hex. A hit names the artifact and the secret's name, never the
 value.
 """
@@ -67,7 +67,7 @@ def scan_paths(paths: Iterable[Path], *, secrets: dict[str, str] | None = None) 
 
 
 class RedactingFilter(logging.Filter):
-    """Replace registered secret values in log records before any handler sees them."""
+    """Replace registered secret values in log records before any handler receives them."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         secrets = known_secret_values()

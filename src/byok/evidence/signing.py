@@ -54,7 +54,7 @@ def signed_data_of(signature_der: bytes) -> cms.SignedData:
         info = cms.ContentInfo.load(signature_der)
         if info["content_type"].native != "signed_data":
             raise SigningError(
-                f"the signature file holds CMS {info['content_type'].native}, not signed_data",
+                f"the signature file contains CMS {info['content_type'].native}, not signed_data",
                 fix="use the SHA256SUMS.p7s byok wrote",
             )
         signed = info["content"]

@@ -48,7 +48,7 @@ INVENTORY_MECHANISMS = (
     "CKM_AES_ECB",
 )
 
-# What the tokens byok knows cannot do, for the "blocked" sentence.
+# Known limits of token families, quoted in the "blocked" sentence.
 _KNOWN_LIMITS = {
     "softhsm": "SoftHSM2 2.6.1 does OAEP only with SHA-1",
 }

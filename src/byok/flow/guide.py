@@ -47,7 +47,7 @@ SECTION_USE_KEY = "Use the CMK to encrypt and decrypt"
 
 
 class CheckFailed(ByokError):
-    """An observation contradicts what the guide requires; ``record`` holds the evidence."""
+    """An observation contradicts the guide; ``record`` contains the evidence."""
 
     def __init__(self, message: str, record: StepRecord, *, fix: str | None = None) -> None:
         super().__init__(message, fix=fix)
@@ -285,8 +285,8 @@ def import_key_material(
     """Upload the wrapped key, then prove the import from three observations.
 
     The import passes only when the call succeeded, DescribeKey shows Enabled and an
-    Encrypt/Decrypt round trip returns the plaintext; any disagreement is reported as
-    an inconsistent key state with every observation listed.
+    Encrypt/Decrypt round trip returns the plaintext. Any disagreement is reported as an
+    inconsistent key state with every observation listed.
     """
     record = StepRecord(
         "import_key_material",

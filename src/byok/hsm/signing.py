@@ -1,7 +1,7 @@
 """The report signing key: a key pair that stays in the token, and its certificate.
 
 The key is EC P-256 where the token can generate one, else RSA-3072 (the opencryptoki 3.8.1
-soft token in Debian answers CKM_EC_KEY_PAIR_GEN with CKR_MECHANISM_INVALID).
+soft token in Debian rejects CKM_EC_KEY_PAIR_GEN with CKR_MECHANISM_INVALID).
 
 ``cryptography`` builds certificates and CMS signatures with any subclass of
 ``ec.EllipticCurvePrivateKey`` and calls its ``sign(data, ECDSA(SHA256()))``. ``TokenEcKey``
@@ -46,7 +46,7 @@ def _hash_algorithm(algorithm: hashes.HashAlgorithm | Prehashed) -> hashes.HashA
 
 
 class _TokenPrivateKey:
-    """What both token signing keys share: the session and label, and no way to export."""
+    """Base of the token signing keys: the session and label, and export methods that raise."""
 
     def __init__(self, session: HsmSession, label: str, public_key) -> None:
         self._hsm_session = session
@@ -406,7 +406,7 @@ def report_signer(
             )
         if has_private or public_key is not None:
             raise HsmError(
-                f"the token holds only half of the report signing key pair {label!r}",
+                f"the token contains only half of the report signing key pair {label!r}",
                 operation="C_FindObjects",
                 fix=f"remove the remaining object labelled {label!r} or choose another [report] signer_label",
             )
@@ -435,7 +435,7 @@ def report_signer(
 
     if certificate.public_key() != public_key:
         raise HsmError(
-            f"the certificate for the report signing key {label!r} holds another public key",
+            f"the certificate for the report signing key {label!r} contains another public key",
             operation="certificate check",
             fix="use the certificate issued for this key, or delete the stale certificate object from the token",
         )

@@ -60,7 +60,7 @@ _STRING_TO_SIGN_MARKER = "server string to sign is:"
 
 @dataclass(frozen=True)
 class KmsEndpoint:
-    """Where requests go: host and port, and whether plain HTTP is allowed."""
+    """Destination of KMS requests: host, port and protocol (plain HTTP only to loopback)."""
 
     host: str
     port: int
@@ -219,7 +219,7 @@ class _SdkLogFilter(logging.Filter):
 
     The SDK logs every response body at debug level (an ImportToken or a Decrypt
     plaintext among them) before byok has wrapped any value as a Secret, and logs each
-    SignatureDoesNotMatch at error level with the server's string to sign, which holds
+    SignatureDoesNotMatch at error level with the server's string to sign, which contains
     every request parameter. Debug records are dropped and the string to sign is cut.
     """
 
@@ -258,7 +258,7 @@ class _AcsClientWithHeaders(AcsClient):
 
 @dataclass(frozen=True)
 class CallRecord:
-    """One request as the evidence layer sees it: no parameters, only what identifies it."""
+    """Record of one request for evidence: its identifiers and outcome, never its parameters."""
 
     action: str
     request_id: str | None

@@ -129,7 +129,7 @@ def _register_runner_secrets(profile: Profile, state: Path, ready: dict[str, Any
 
 
 def reject_secret_parameters(parameters: dict[str, Any], profile: Profile) -> None:
-    """Raise ConfigError when a notebook parameter contains a secret value byok knows.
+    """Raise ConfigError when a notebook parameter contains a secret value of this state directory or profile.
 
     papermill writes parameters into the notebook twice (the injected cell and its
     metadata), and a runbook may pass them on to KMS, so a secret must be refused before
@@ -278,7 +278,7 @@ def run_runbook(
         warnings.append(f"key transport: {record['wrapping']['reason']}")
     roles = {person.get("role") for person in record.get("people", [])}
     if kind == "import" and "operator" not in roles:
-        # A key ceremony record should say who acted; byok cannot check it, but can say it is absent.
+        # A key ceremony record names who acted. byok cannot verify the names, but it flags their absence.
         warnings.append("people: no operator declared (pass -p operator NAME, and -p approver NAME)")
     record["run"]["warnings"] = warnings
     _write_bundle(record, executed, output_dir)
